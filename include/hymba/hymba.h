@@ -1,0 +1,8 @@
+// hymba.cpp public API.
+#pragma once
+
+#include "hymba/config.h"
+#include "hymba/error.h"
+#include "hymba/info.h"
+#include "hymba/model.h"
+#include "hymba/tokenizer.h"

@@ -1,0 +1,44 @@
+// Llama-style SentencePiece tokenizer with the special tokens of
+// tokenizer_config.json, following HF LlamaTokenizer with legacy=true (E7).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hymba {
+
+struct EncodeOptions {
+  bool add_bos = false;
+  bool parse_special = true;  // split on special tokens such as "</s>"
+};
+
+class Tokenizer {
+ public:
+  // Reads tokenizer.model and tokenizer_config.json (and config.json for the
+  // BOS id when present) from a model directory.
+  static Tokenizer Load(const std::filesystem::path& model_dir);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  std::vector<int32_t> Encode(std::string_view text, const EncodeOptions& options) const;
+  // Special tokens are skipped; byte-fallback pieces are joined into UTF-8.
+  std::string Decode(std::span<const int32_t> ids) const;
+
+  int32_t bos_id() const;
+  // Largest id the tokenizer can produce, plus one.
+  int32_t vocab_size() const;
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hymba

@@ -1,0 +1,59 @@
+// Reader for safetensors files and sharded checkpoints. Every offset and size
+// in a header is checked against the file before any tensor is exposed, so a
+// hostile or truncated file is refused with an error naming file and tensor.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "io/mapped_file.h"
+
+namespace hymba {
+
+struct TensorRecord {
+  std::string name;
+  std::string dtype_name;      // as written in the header, e.g. "BF16"
+  std::optional<DType> dtype;  // nullopt: a valid safetensors type this engine cannot compute with
+  std::vector<int64_t> shape;
+  std::span<const std::byte> data;
+  std::filesystem::path file;
+
+  int64_t elements() const;
+};
+
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::filesystem::path& path);
+  const std::map<std::string, TensorRecord>& tensors() const { return tensors_; }
+  const std::filesystem::path& path() const { return file_.path(); }
+  size_t size_bytes() const { return file_.bytes().size(); }
+
+ private:
+  MappedFile file_;
+  std::map<std::string, TensorRecord> tensors_;
+};
+
+// The weights of a Hugging Face model directory: model.safetensors, or the
+// shards listed in model.safetensors.index.json.
+class Checkpoint {
+ public:
+  static Checkpoint Open(const std::filesystem::path& model_dir);
+
+  const TensorRecord* Find(const std::string& name) const;
+  const std::map<std::string, const TensorRecord*>& tensors() const { return tensors_; }
+  // Shards are owned through unique_ptr so TensorRecord pointers stay valid on move.
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+
+ private:
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorRecord*> tensors_;
+};
+
+}  // namespace hymba

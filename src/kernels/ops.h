@@ -1,0 +1,31 @@
+// The numeric building blocks of the forward pass. Activations are f32; weights
+// arrive as MatView in their stored type and are decoded on the fly.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "core/mat_view.h"
+
+namespace hymba {
+
+// y[t, :] = W x[t, :] for t < n. x: [n, W.cols], y: [n, W.rows].
+void MatMul(const MatView& w, const float* x, size_t n, float* y);
+
+// out = weight * x / sqrt(mean(x^2) + eps); weight may be empty (plain norm).
+void RmsNorm(const float* x, std::span<const float> weight, size_t width, float eps, float* out);
+
+// GPT-NeoX "rotate half" RoPE of one head vector at absolute position `position`.
+void ApplyRope(float* head, std::span<const float> inv_freq, int64_t position);
+
+// In-place softmax over x[0..n).
+void Softmax(float* x, size_t n);
+
+inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// softplus with the threshold of torch and mamba_ssm: linear above 20.
+inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+}  // namespace hymba

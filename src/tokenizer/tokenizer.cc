@@ -1,0 +1,172 @@
+// SentencePiece with HF LlamaTokenizer (legacy=true) special-token handling (E7):
+// the text is split on the added tokens of tokenizer_config.json, each piece
+// between them is encoded on its own, and special tokens are skipped on decode.
+#include "hymba/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "hymba/error.h"
+
+namespace hymba {
+namespace {
+
+using nlohmann::json;
+
+struct AddedToken {
+  int32_t id;
+  std::string content;
+  bool special;
+};
+
+json ReadJson(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path.string() + ": cannot open");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw Error(path.string() + ": malformed JSON: " + e.what());
+  }
+}
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  sentencepiece::SentencePieceProcessor processor;
+  std::vector<AddedToken> added;  // longest content first, for leftmost-longest splitting
+  std::map<int32_t, const AddedToken*> added_by_id;
+  int32_t bos = 1;
+  int32_t vocab_size = 0;
+
+  std::vector<int32_t> EncodePiece(std::string_view text) const {
+    std::vector<int> ids;
+    if (const auto status = processor.Encode(text, &ids); !status.ok()) {
+      throw Error("SentencePiece cannot encode text: " + status.ToString());
+    }
+    return {ids.begin(), ids.end()};
+  }
+};
+
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+Tokenizer Tokenizer::Load(const std::filesystem::path& model_dir) {
+  if (!std::filesystem::is_directory(model_dir)) {
+    throw Error("model directory " + model_dir.string() + " does not exist or is not a directory");
+  }
+  auto impl = std::make_unique<Impl>();
+  const std::filesystem::path model_path = model_dir / "tokenizer.model";
+  if (!std::filesystem::exists(model_path)) throw Error(model_dir.string() + ": missing tokenizer.model");
+  if (const auto status = impl->processor.Load(model_path.string()); !status.ok()) {
+    throw Error(model_path.string() + ": cannot load SentencePiece model: " + status.ToString());
+  }
+  impl->vocab_size = impl->processor.GetPieceSize();
+
+  const std::filesystem::path config_path = model_dir / "tokenizer_config.json";
+  if (std::filesystem::exists(config_path)) {
+    const json config = ReadJson(config_path);
+    if (config.contains("added_tokens_decoder")) {
+      const json& decoder = config["added_tokens_decoder"];
+      if (!decoder.is_object()) throw Error(config_path.string() + ": added_tokens_decoder is not an object");
+      for (const auto& [key, entry] : decoder.items()) {
+        int32_t id = -1;
+        try {
+          size_t used = 0;
+          id = std::stoi(key, &used);
+          if (used != key.size() || id < 0) id = -1;
+        } catch (const std::exception&) {
+        }
+        if (id < 0 || !entry.is_object() || !entry.contains("content") || !entry["content"].is_string() ||
+            entry["content"].get<std::string>().empty()) {
+          throw Error(config_path.string() + ": added_tokens_decoder entry \"" + key + "\" is not {id: {content, special}}");
+        }
+        impl->added.push_back({id, entry["content"].get<std::string>(), entry.value("special", false)});
+        impl->vocab_size = std::max(impl->vocab_size, id + 1);
+      }
+    }
+  }
+  std::stable_sort(impl->added.begin(), impl->added.end(),
+                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  for (const AddedToken& token : impl->added) impl->added_by_id[token.id] = &token;
+
+  impl->bos = impl->processor.bos_id();
+  if (const std::filesystem::path model_config = model_dir / "config.json"; std::filesystem::exists(model_config)) {
+    const json config = ReadJson(model_config);
+    if (config.contains("bos_token_id") && config["bos_token_id"].is_number_integer()) {
+      impl->bos = config["bos_token_id"].get<int32_t>();
+    }
+  }
+  return Tokenizer(std::move(impl));
+}
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, const EncodeOptions& options) const {
+  std::vector<int32_t> ids;
+  if (options.add_bos) ids.push_back(impl_->bos);
+  auto append_text = [&](std::string_view piece) {
+    if (piece.empty()) return;
+    const std::vector<int32_t> encoded = impl_->EncodePiece(piece);
+    ids.insert(ids.end(), encoded.begin(), encoded.end());
+  };
+  if (!options.parse_special) {
+    append_text(text);
+    return ids;
+  }
+  size_t piece_start = 0;
+  for (size_t i = 0; i < text.size();) {
+    const AddedToken* match = nullptr;
+    for (const AddedToken& token : impl_->added) {  // longest first
+      if (text.substr(i, token.content.size()) == token.content) {
+        match = &token;
+        break;
+      }
+    }
+    if (match == nullptr) {
+      ++i;
+      continue;
+    }
+    append_text(text.substr(piece_start, i - piece_start));
+    ids.push_back(match->id);
+    i += match->content.size();
+    piece_start = i;
+  }
+  append_text(text.substr(piece_start));
+  return ids;
+}
+
+std::string Tokenizer::Decode(std::span<const int32_t> ids) const {
+  std::string text;
+  std::vector<int> run;  // consecutive SentencePiece ids, decoded together
+  auto flush = [&] {
+    if (run.empty()) return;
+    text += impl_->processor.DecodeIds(run);
+    run.clear();
+  };
+  for (int32_t id : ids) {
+    if (auto it = impl_->added_by_id.find(id); it != impl_->added_by_id.end()) {
+      if (it->second->special) continue;
+      flush();
+      text += it->second->content;
+    } else if (id >= 0 && id < impl_->processor.GetPieceSize()) {
+      if (impl_->processor.IsControl(id)) continue;
+      run.push_back(id);
+    } else {
+      throw Error("token id " + std::to_string(id) + " is outside the tokenizer's vocabulary (" +
+                  std::to_string(impl_->vocab_size) + " ids)");
+    }
+  }
+  flush();
+  return text;
+}
+
+int32_t Tokenizer::bos_id() const { return impl_->bos; }
+int32_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
+
+}  // namespace hymba

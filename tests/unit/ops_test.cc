@@ -1,0 +1,137 @@
+// Each kernel against a plain double-precision loop.
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace hymba {
+namespace {
+
+// Weights stored in `type`, plus the exact f32 values they decode to.
+struct StoredMatrix {
+  std::vector<std::byte> bytes;
+  std::vector<double> values;
+  MatView view;
+};
+
+StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  StoredMatrix m;
+  m.bytes.resize(rows * cols * DTypeSize(type) + 1);  // +1: store at an odd offset
+  std::byte* data = m.bytes.data() + 1;
+  for (size_t i = 0; i < rows * cols; ++i) {
+    const float value = normal(rng);
+    if (type == DType::kF32) {
+      std::memcpy(data + 4 * i, &value, 4);
+    } else if (type == DType::kBF16) {
+      const uint16_t bits = static_cast<uint16_t>(std::bit_cast<uint32_t>(value) >> 16);
+      std::memcpy(data + 2 * i, &bits, 2);
+    } else {
+      const uint16_t bits = static_cast<uint16_t>(0x3c00 + (i % 512));  // f16 in [1, 1.5)
+      std::memcpy(data + 2 * i, &bits, 2);
+    }
+    m.values.push_back(LoadAsF32(type, data, i));
+  }
+  m.view = MatView{type, data, rows, cols};
+  return m;
+}
+
+class MatMulTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(MatMulTest, MatchesDoubleLoopForAwkwardShapes) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (size_t rows : {1, 3, 17}) {
+    for (size_t cols : {1, 15, 16, 33, 130}) {
+      for (size_t n : {1, 2, 5}) {
+        const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
+        std::vector<float> x(n * cols);
+        for (float& v : x) v = normal(rng);
+        std::vector<float> y(n * rows + 1, 12345.0f);  // guard element after the output
+        MatMul(w.view, x.data(), n, y.data());
+        for (size_t t = 0; t < n; ++t) {
+          for (size_t r = 0; r < rows; ++r) {
+            double expected = 0, magnitude = 0;
+            for (size_t c = 0; c < cols; ++c) {
+              expected += w.values[r * cols + c] * x[t * cols + c];
+              magnitude += std::fabs(w.values[r * cols + c] * x[t * cols + c]);
+            }
+            EXPECT_NEAR(y[t * rows + r], expected, 1e-6 * (1 + magnitude) * std::sqrt(cols))
+                << "rows " << rows << " cols " << cols << " n " << n;
+          }
+        }
+        EXPECT_EQ(y.back(), 12345.0f);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStorageTypes, MatMulTest, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+                         [](const auto& param_info) { return std::string(DTypeName(param_info.param)); });
+
+TEST(RmsNorm, MatchesDoubleFormulaWithAndWithoutWeight) {
+  const std::vector<float> x = {1.0f, -2.0f, 3.0f, 0.5f, -0.25f};
+  const std::vector<float> w = {0.5f, 1.0f, 2.0f, -1.0f, 1.5f};
+  double mean_square = 0;
+  for (float v : x) mean_square += static_cast<double>(v) * v / x.size();
+  const double scale = 1.0 / std::sqrt(mean_square + 1e-6);
+  std::vector<float> out(x.size());
+  RmsNorm(x.data(), w, x.size(), 1e-6f, out.data());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(out[i], x[i] * scale * w[i], 1e-6);
+  RmsNorm(x.data(), {}, x.size(), 1e-6f, out.data());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(out[i], x[i] * scale, 1e-6);
+  std::vector<float> in_place = x;  // the forward pass normalises in place
+  RmsNorm(in_place.data(), w, x.size(), 1e-6f, in_place.data());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(in_place[i], x[i] * scale * w[i], 1e-6);
+}
+
+TEST(RmsNorm, EpsilonKeepsZeroVectorFinite) {
+  const std::vector<float> x(8, 0.0f);
+  std::vector<float> out(8, 1.0f);
+  RmsNorm(x.data(), {}, x.size(), 1e-6f, out.data());
+  for (float v : out) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(Rope, RotatesPairsHalfADimensionApart) {
+  const std::vector<float> inv_freq = {1.0f, 0.1f};
+  std::vector<float> head = {1.0f, 2.0f, 3.0f, 4.0f};
+  const int64_t position = 5;
+  ApplyRope(head.data(), inv_freq, position);
+  for (size_t i = 0; i < 2; ++i) {
+    const double angle = inv_freq[i] * position;
+    const double a = 1.0 + i, b = 3.0 + i;
+    EXPECT_NEAR(head[i], a * std::cos(angle) - b * std::sin(angle), 1e-6);
+    EXPECT_NEAR(head[i + 2], b * std::cos(angle) + a * std::sin(angle), 1e-6);
+  }
+}
+
+TEST(Rope, PositionZeroIsIdentity) {
+  std::vector<float> head = {1.0f, 2.0f, 3.0f, 4.0f};
+  ApplyRope(head.data(), std::vector<float>{0.3f, 0.7f}, 0);
+  EXPECT_EQ(head, (std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f}));
+}
+
+TEST(Softmax, SumsToOneAndSurvivesLargeValues) {
+  std::vector<float> x = {1000.0f, 999.0f, -1000.0f};
+  Softmax(x.data(), x.size());
+  EXPECT_NEAR(x[0], 1.0 / (1.0 + std::exp(-1.0)), 1e-6);
+  EXPECT_NEAR(x[1], std::exp(-1.0) / (1.0 + std::exp(-1.0)), 1e-6);
+  EXPECT_EQ(x[2], 0.0f);
+  Softmax(x.data(), 0);  // empty input is a no-op
+}
+
+TEST(Activations, SiluAndSoftplus) {
+  for (double v : {-30.0, -3.0, -0.5, 0.0, 0.5, 3.0, 19.9, 20.1, 40.0}) {
+    const auto f = static_cast<float>(v);
+    EXPECT_NEAR(Silu(f), v / (1 + std::exp(-v)), 1e-6 * (1 + std::fabs(v)));
+    EXPECT_NEAR(Softplus(f), v > 20 ? v : std::log1p(std::exp(v)), 1e-6 * (1 + std::fabs(v)));
+  }
+}
+
+}  // namespace
+}  // namespace hymba

@@ -1,0 +1,132 @@
+// hymba: command-line client of libhymba.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "hymba/hymba.h"
+#include "io/npy.h"
+
+namespace hymba::cli {
+namespace {
+
+std::vector<int32_t> ParseTokenList(const std::string& text) {
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item.empty()) {
+      if (text.find_first_not_of(" \t,") == std::string::npos) throw Error("--tokens: the token list is empty");
+      throw Error("--tokens: empty entry in \"" + text + "\"");
+    }
+    size_t used = 0;
+    long long value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size()) throw Error("--tokens: \"" + item + "\" is not a token id");
+    if (value < 0 || value > INT32_MAX) throw Error("--tokens: token id " + item + " is out of range");
+    ids.push_back(static_cast<int32_t>(value));
+    start = end + 1;
+  }
+  return ids;
+}
+
+void WarnUnusedTensors(const Model& model) {
+  const auto& unused = model.storage().unused_tensors;
+  if (unused.empty()) return;
+  std::cerr << "warning: " << unused.size() << " tensor(s) in the checkpoint are not used by this config, e.g. \""
+            << unused.front() << "\"\n";
+}
+
+void RunLogits(const std::filesystem::path& model_dir, const std::string& tokens_text, const std::filesystem::path& out) {
+  const std::vector<int32_t> tokens = ParseTokenList(tokens_text);
+  if (out.empty()) throw Error("-o: an output path is required");
+  const Model model = Model::Load(model_dir);
+  WarnUnusedTensors(model);
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<float> logits = model.Logits(tokens);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t shape[2] = {static_cast<int64_t>(tokens.size()), model.config().vocab_size};
+  WriteNpyF32(out, shape, logits);
+  std::fprintf(stderr, "logits: %zu tokens (+%lld meta) in %.3f s, %.1f tokens/s -> %s\n", tokens.size(),
+               static_cast<long long>(model.config().num_memory_tokens), seconds,
+               static_cast<double>(tokens.size()) / seconds, out.string().c_str());
+}
+
+void RunTokenize(const std::filesystem::path& model_dir, const std::string& text, bool bos, bool no_special) {
+  const Tokenizer tokenizer = Tokenizer::Load(model_dir);
+  const std::vector<int32_t> ids = tokenizer.Encode(text, {.add_bos = bos, .parse_special = !no_special});
+  std::cout << nlohmann::json(ids).dump() << "\n";
+}
+
+void RunDetokenize(const std::filesystem::path& model_dir, const std::string& tokens_text) {
+  const Tokenizer tokenizer = Tokenizer::Load(model_dir);
+  std::cout << tokenizer.Decode(ParseTokenList(tokens_text)) << "\n";
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"hymba.cpp: inference for NVIDIA Hymba models"};
+  app.require_subcommand(1);
+  std::string model_dir;
+  auto add_model = [&](CLI::App* command) {
+    command->add_option("-m,--model", model_dir, "Hugging Face model directory")->required();
+  };
+
+  bool json = false;
+  CLI::App* info = app.add_subcommand("info", "Parameters, layer roles, weight and cache memory");
+  add_model(info);
+  info->add_flag("--json", json, "Print one JSON object");
+
+  std::string tokens_text, out_path;
+  CLI::App* logits = app.add_subcommand("logits", "Logits at every position of a token list, as .npy");
+  add_model(logits);
+  logits->add_option("--tokens", tokens_text, "Comma-separated token ids, e.g. 5,9,13 (no BOS is added)")->required();
+  logits->add_option("-o,--output", out_path, "Output .npy file, float32 [n_tokens, vocab_size]")->required();
+
+  std::string text;
+  bool bos = false, no_special = false;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON array");
+  add_model(tokenize);
+  tokenize->add_option("--text", text, "Text to tokenize")->required();
+  tokenize->add_flag("--bos", bos, "Prepend the BOS token");
+  tokenize->add_flag("--no-special", no_special, "Treat special-token text such as </s> as plain text");
+
+  CLI::App* detokenize = app.add_subcommand("detokenize", "Print the text of comma-separated token ids");
+  add_model(detokenize);
+  detokenize->add_option("--tokens", tokens_text, "Comma-separated token ids")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (info->parsed()) RunInfo(model_dir, json);
+    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path);
+    if (tokenize->parsed()) RunTokenize(model_dir, text, bos, no_special);
+    if (detokenize->parsed()) RunDetokenize(model_dir, tokens_text);
+  } catch (const std::exception& e) {
+    std::cerr << "hymba: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace hymba::cli
+
+int main(int argc, char** argv) { return hymba::cli::Main(argc, argv); }
