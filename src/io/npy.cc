@@ -3,7 +3,7 @@
 #include <bit>
 #include <cstring>
 #include <fstream>
-#include <regex>
+#include <sstream>
 #include <string>
 
 #include "hymba/error.h"
@@ -66,16 +66,17 @@ NpyArray ReadNpyF32(const std::filesystem::path& path) {
   if (header.find("'descr': '<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos) {
     throw Error(path.string() + ": expected little-endian float32 in C order, header " + header);
   }
-  std::smatch match;
-  if (!std::regex_search(header, match, std::regex(R"('shape': \(([0-9, ]*)\))"))) {
+  const size_t shape_start = header.find("'shape': (");
+  const size_t shape_end = header.find(')', shape_start);
+  if (shape_start == std::string::npos || shape_end == std::string::npos) {
     throw Error(path.string() + ": no shape in header");
   }
   NpyArray array;
   size_t count = 1;
-  const std::string dims = match[1];
-  const std::regex number("[0-9]+");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-    array.shape.push_back(std::stoll(it->str()));
+  std::istringstream dims(header.substr(shape_start + 10, shape_end - shape_start - 10));
+  for (std::string dim; std::getline(dims, dim, ',');) {
+    if (dim.find_first_not_of(' ') == std::string::npos) continue;  // "(3,)"
+    array.shape.push_back(std::stoll(dim));
     count *= static_cast<size_t>(array.shape.back());
   }
   array.data.resize(count);

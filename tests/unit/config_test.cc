@@ -93,6 +93,8 @@ struct BadValue {
   std::vector<std::string> message;
 };
 
+void PrintTo(const BadValue& bad, std::ostream* os) { *os << bad.field << " = " << bad.value.dump(); }
+
 class ConfigRefusal : public ::testing::TestWithParam<BadValue> {};
 
 TEST_P(ConfigRefusal, NamesFieldAndValue) {
@@ -131,7 +133,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"orig_max_position_embeddings", json::value_t::discarded, {"orig_max_position_embeddings", "missing"}},
         BadValue{"model_type", "llama", {"model_type", "llama"}},
         BadValue{"rms_norm_eps", 0, {"rms_norm_eps"}},
-        BadValue{"tie_word_embeddings", "yes", {"tie_word_embeddings", "true or false"}}));
+        BadValue{"tie_word_embeddings", "yes", {"tie_word_embeddings", "true or false"}}),
+    [](const auto& bad) { return bad.param.field + "_" + std::to_string(bad.index); });
 
 TEST(Config, MalformedJsonIsReported) {
   try {

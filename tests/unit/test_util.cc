@@ -18,7 +18,8 @@ std::filesystem::path FixtureDir(const std::string& name) { return DataDir() / "
 
 std::vector<std::string> FixtureNames() {
   std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(DataDir() / "fixtures")) {
+  std::error_code missing;
+  for (const auto& entry : std::filesystem::directory_iterator(DataDir() / "fixtures", missing)) {
     if (entry.is_directory()) names.push_back(entry.path().filename().string());
   }
   std::sort(names.begin(), names.end());

@@ -1,7 +1,11 @@
 // hymba: command-line client of libhymba.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <numeric>
+#include <optional>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -51,19 +55,48 @@ void WarnUnusedTensors(const Model& model) {
             << unused.front() << "\"\n";
 }
 
-void RunLogits(const std::filesystem::path& model_dir, const std::string& tokens_text, const std::filesystem::path& out) {
+// The `top` most likely next tokens after the last position, with the text of
+// each when the model directory has a tokenizer.
+void PrintTopNextTokens(const std::filesystem::path& model_dir, std::span<const float> last_row, int top) {
+  std::vector<int32_t> order(last_row.size());
+  std::iota(order.begin(), order.end(), 0);
+  const auto count = std::min<size_t>(static_cast<size_t>(top), order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(count), order.end(),
+                    [&](int32_t a, int32_t b) { return last_row[static_cast<size_t>(a)] > last_row[static_cast<size_t>(b)]; });
+  const float max_logit = last_row[static_cast<size_t>(order[0])];
+  double normalizer = 0;
+  for (float logit : last_row) normalizer += std::exp(static_cast<double>(logit - max_logit));
+  std::optional<Tokenizer> tokenizer;
+  if (std::filesystem::exists(model_dir / "tokenizer.model")) tokenizer.emplace(Tokenizer::Load(model_dir));
+  std::printf("| rank | token | probability | logit | text |\n|---:|---:|---:|---:|---|\n");
+  for (size_t rank = 0; rank < count; ++rank) {
+    const int32_t id = order[rank];
+    const float logit = last_row[static_cast<size_t>(id)];
+    std::string text = tokenizer && id < tokenizer->vocab_size() ? nlohmann::json(tokenizer->Decode(std::vector<int32_t>{id})).dump() : "";
+    std::printf("| %zu | %d | %.4f | %.4f | %s |\n", rank + 1, id, std::exp(static_cast<double>(logit - max_logit)) / normalizer,
+                static_cast<double>(logit), text.c_str());
+  }
+}
+
+void RunLogits(const std::filesystem::path& model_dir, const std::string& tokens_text, const std::filesystem::path& out,
+               int top) {
   const std::vector<int32_t> tokens = ParseTokenList(tokens_text);
-  if (out.empty()) throw Error("-o: an output path is required");
+  if (out.empty() && top == 0) throw Error("logits: give -o OUT.npy, --top N, or both");
+  if (top < 0) throw Error("--top: " + std::to_string(top) + " is negative");
   const Model model = Model::Load(model_dir);
   WarnUnusedTensors(model);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<float> logits = model.Logits(tokens);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const int64_t shape[2] = {static_cast<int64_t>(tokens.size()), model.config().vocab_size};
-  WriteNpyF32(out, shape, logits);
-  std::fprintf(stderr, "logits: %zu tokens (+%lld meta) in %.3f s, %.1f tokens/s -> %s\n", tokens.size(),
+  const auto vocab = static_cast<size_t>(model.config().vocab_size);
+  if (!out.empty()) {
+    const int64_t shape[2] = {static_cast<int64_t>(tokens.size()), model.config().vocab_size};
+    WriteNpyF32(out, shape, logits);
+  }
+  if (top > 0) PrintTopNextTokens(model_dir, std::span(logits).subspan(logits.size() - vocab), top);
+  std::fprintf(stderr, "logits: %zu tokens (+%lld meta) in %.3f s, %.1f tokens/s%s%s\n", tokens.size(),
                static_cast<long long>(model.config().num_memory_tokens), seconds,
-               static_cast<double>(tokens.size()) / seconds, out.string().c_str());
+               static_cast<double>(tokens.size()) / seconds, out.empty() ? "" : " -> ", out.string().c_str());
 }
 
 void RunTokenize(const std::filesystem::path& model_dir, const std::string& text, bool bos, bool no_special) {
@@ -94,7 +127,9 @@ int Main(int argc, char** argv) {
   CLI::App* logits = app.add_subcommand("logits", "Logits at every position of a token list, as .npy");
   add_model(logits);
   logits->add_option("--tokens", tokens_text, "Comma-separated token ids, e.g. 5,9,13 (no BOS is added)")->required();
-  logits->add_option("-o,--output", out_path, "Output .npy file, float32 [n_tokens, vocab_size]")->required();
+  int top = 0;
+  logits->add_option("-o,--output", out_path, "Output .npy file, float32 [n_tokens, vocab_size]");
+  logits->add_option("--top", top, "Print the N most likely next tokens after the last position");
 
   std::string text;
   bool bos = false, no_special = false;
@@ -116,7 +151,7 @@ int Main(int argc, char** argv) {
 
   try {
     if (info->parsed()) RunInfo(model_dir, json);
-    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path);
+    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path, top);
     if (tokenize->parsed()) RunTokenize(model_dir, text, bos, no_special);
     if (detokenize->parsed()) RunDetokenize(model_dir, tokens_text);
   } catch (const std::exception& e) {

@@ -1,0 +1,223 @@
+"""Float64 reference of the Hymba forward pass (HYMBA_SPEC.md section 3 with
+the engine semantics of section E). Whole-sequence, no cache, no shortcuts:
+the yardstick the C++ engine is judged against.
+
+Run with Debian's /usr/bin/python3 (python3-torch, python3-numpy)."""
+import json
+import math
+import os
+
+import numpy as np
+import torch
+
+from safetensors_io import read_checkpoint
+
+torch.set_default_dtype(torch.float64)
+
+
+class Config:
+    """config.json with the official HymbaConfig defaults for absent fields."""
+
+    def __init__(self, raw):
+        get = lambda key, default=None: default if raw.get(key) is None else raw[key]
+        self.vocab_size = raw["vocab_size"]
+        self.hidden = raw["hidden_size"]
+        self.intermediate = raw["intermediate_size"]
+        self.layers = raw["num_hidden_layers"]
+        self.heads = raw["num_attention_heads"]
+        self.kv_heads = get("num_key_value_heads", self.heads)
+        self.d_inner = int(get("mamba_expand", 2) * self.hidden)
+        self.dqk = self.hidden // self.heads
+        self.dv = self.d_inner // self.heads
+        self.d_state = get("mamba_d_state", 16)
+        self.d_conv = get("mamba_d_conv", 4)
+        rank = get("mamba_dt_rank", "auto")
+        self.dt_rank = math.ceil(self.hidden / 16) if rank == "auto" else rank
+        self.conv_bias = get("mamba_conv_bias", True)
+        self.proj_bias = get("mamba_proj_bias", False)
+        self.inner_norms = get("mamba_inner_layernorms", True)
+        self.meta = get("num_memory_tokens", 0)
+        self.window = raw.get("sliding_window")
+        self.global_idx = set(get("global_attn_idx", []))
+        self.rope = get("rope", False)
+        self.rope_type = get("rope_type", "default")
+        self.rope_theta = get("rope_theta", 10000.0)
+        self.max_pos = get("max_position_embeddings", 262144)
+        self.orig_max_pos = raw.get("orig_max_position_embeddings")
+        self.kq_norm = get("kq_norm", "none") == "rms"
+        self.mlp_act = get("mlp_hidden_act", "silu")
+        self.eps = get("rms_norm_eps", 1e-6)
+        self.tie = get("tie_word_embeddings", False)
+        self.kv_source = list(range(self.layers))
+        groups = raw.get("kv_reuse_group")
+        every = get("kv_reuse_every_i_layer", -1)
+        if groups:
+            for group in groups:
+                for consumer in group[1:]:
+                    self.kv_source[consumer] = group[0]
+        elif every > 0:
+            self.kv_source = [layer // every * every for layer in range(self.layers)]
+
+    def is_global(self, layer):
+        return self.window is None or layer in self.global_idx
+
+
+def load_model(model_dir):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = Config(json.load(f))
+    weights = {name: torch.from_numpy(value) for name, value in read_checkpoint(model_dir).items()}
+    return config, weights
+
+
+def rms_norm(x, weight, eps):
+    y = x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+    return y if weight is None else y * weight
+
+
+def silu(x):
+    return x * torch.sigmoid(x)
+
+
+def softplus(x):
+    return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
+
+
+def rope_inv_freq(c):
+    """E2: the f32 values the official constructor computes, as float64."""
+    base = c.rope_theta
+    if c.rope_type == "ntk":
+        factor = 2
+        base = base * ((factor * c.max_pos / c.orig_max_pos) - (factor - 1)) ** (c.dqk / (c.dqk - 2))
+    exponents = torch.arange(0, c.dqk, 2, dtype=torch.int64).float() / c.dqk
+    return (1.0 / (base ** exponents.to(torch.float32))).to(torch.float32).double()
+
+
+def apply_rope(x, positions, inv_freq):
+    """x: [N, heads, d]; GPT-NeoX rotate-half over the whole head."""
+    angles = positions[:, None].double() * inv_freq[None, :]  # [N, d/2]
+    cos = torch.cat([angles.cos(), angles.cos()], -1)[:, None, :]
+    sin = torch.cat([angles.sin(), angles.sin()], -1)[:, None, :]
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
+    return x * cos + rotated * sin
+
+
+def attention_mask(c, layer, n):
+    """E3: key j visible to query i iff j <= i and (global, or i - j <= W, or j < M)."""
+    i = torch.arange(n)[:, None]
+    j = torch.arange(n)[None, :]
+    visible = j <= i
+    if not c.is_global(layer):
+        visible = visible & ((i - j <= c.window) | (j < c.meta))
+    return visible
+
+
+def ssm_branch(c, w, p, xs, z):
+    """Causal depthwise conv + SiLU, x_proj, dt/B/C norms, dt_proj, selective scan, gate."""
+    n = xs.shape[0]
+    conv_w = w[p + "mamba.conv1d.weight"][:, 0, :]  # [d_inner, d_conv]
+    padded = torch.cat([torch.zeros(c.d_conv - 1, c.d_inner), xs], 0)
+    xc = torch.stack([(padded[t:t + c.d_conv].T * conv_w).sum(-1) for t in range(n)])
+    if c.conv_bias:
+        xc = xc + w[p + "mamba.conv1d.bias"]
+    xc = silu(xc)
+
+    params = xc @ w[p + "mamba.x_proj.0.weight"].T
+    dt, B, C = torch.split(params, [c.dt_rank, c.d_state, c.d_state], -1)
+    if c.inner_norms:
+        dt = rms_norm(dt, w[p + "mamba.dt_layernorm.weight"], c.eps)
+        B = rms_norm(B, w[p + "mamba.B_layernorm.weight"], c.eps)
+        C = rms_norm(C, w[p + "mamba.C_layernorm.weight"], c.eps)
+    delta = softplus(dt @ w[p + "mamba.dt_proj.0.weight"].T + w[p + "mamba.dt_proj.0.bias"])  # [n, d_inner]
+    A = -torch.exp(w[p + "mamba.A_log.0"])  # [d_inner, d_state]
+    D = w[p + "mamba.D.0"]
+    h = torch.zeros(c.d_inner, c.d_state)
+    ys = []
+    for t in range(n):
+        h = torch.exp(delta[t][:, None] * A) * h + delta[t][:, None] * B[t][None, :] * xc[t][:, None]
+        ys.append(h @ C[t] + D * xc[t])
+    return torch.stack(ys) * silu(z)
+
+
+def forward(model, tokens, return_hidden=False):
+    """Logits [T, vocab] (float64 numpy) at every text position; meta tokens prepended."""
+    c, w = model
+    tokens = torch.tensor(tokens, dtype=torch.int64)
+    x = w["model.embed_tokens.weight"][tokens]
+    if c.meta > 0:
+        x = torch.cat([w["model.memory_tokens"], x], 0)
+    n = x.shape[0]
+    positions = torch.arange(n)
+    inv_freq = rope_inv_freq(c) if c.rope else None
+    kv = {}  # owner layer -> (K after RoPE [n, kv_heads, dqk], V [n, kv_heads, dv])
+    hidden_states = [x]
+    for layer in range(c.layers):
+        p = f"model.layers.{layer}."
+        owner = c.kv_source[layer] == layer
+        u = rms_norm(x, w[p + "input_layernorm.weight"], c.eps)
+        proj = u @ w[p + "mamba.in_proj.weight"].T
+        if c.proj_bias:
+            proj = proj + w[p + "mamba.in_proj.bias"]
+        kw, vw = c.kv_heads * c.dqk, c.kv_heads * c.dv
+        if owner:
+            q, k, v, xs, z = torch.split(proj, [c.hidden, kw, vw, c.d_inner, c.d_inner], -1)
+        else:
+            q, xs, z = torch.split(proj, [c.hidden, c.d_inner, c.d_inner], -1)
+
+        ssm_out = ssm_branch(c, w, p, xs, z)
+
+        q = q.reshape(n, c.heads, c.dqk)
+        if c.kq_norm:
+            q = rms_norm(q, w[p + "mamba.self_attn.q_norm.weight"], c.eps)
+        if c.rope:
+            q = apply_rope(q, positions, inv_freq)
+        if owner:
+            k = k.reshape(n, c.kv_heads, c.dqk)
+            if c.kq_norm:
+                k = rms_norm(k, w[p + "mamba.self_attn.k_norm.weight"], c.eps)
+            if c.rope:
+                k = apply_rope(k, positions, inv_freq)
+            kv[layer] = (k, v.reshape(n, c.kv_heads, c.dv))
+        keys, values = kv[c.kv_source[layer]]
+        group = c.heads // c.kv_heads
+        keys = keys.repeat_interleave(group, 1)  # query head h reads kv head h // group
+        values = values.repeat_interleave(group, 1)
+        scores = torch.einsum("ihd,jhd->hij", q, keys) / math.sqrt(c.dqk)
+        scores = scores.masked_fill(~attention_mask(c, layer, n)[None], float("-inf"))
+        attn_out = torch.einsum("hij,jhd->ihd", torch.softmax(scores, -1), values).reshape(n, c.heads * c.dv)
+
+        fused = (rms_norm(attn_out, w[p + "mamba.pre_avg_layernorm1.weight"], c.eps)
+                 + rms_norm(ssm_out, w[p + "mamba.pre_avg_layernorm2.weight"], c.eps)) / 2
+        mixed = fused @ w[p + "mamba.out_proj.weight"].T
+        if c.proj_bias:
+            mixed = mixed + w[p + "mamba.out_proj.bias"]
+        x = x + mixed
+
+        if c.intermediate > 0:
+            m = rms_norm(x, w[p + "pre_moe_layernorm.weight"], c.eps)
+            up = m @ w[p + "moe.experts.0.up_proj.weight"].T
+            if c.mlp_act == "silu":
+                act = silu(m @ w[p + "moe.experts.0.gate_proj.weight"].T) * up
+            else:  # relu2
+                act = torch.relu(up) ** 2
+            x = x + act @ w[p + "moe.experts.0.down_proj.weight"].T
+        hidden_states.append(x)
+
+    x = rms_norm(x, w["model.final_layernorm.weight"], c.eps)[c.meta:]
+    head = w["model.embed_tokens.weight"] if c.tie or "lm_head.weight" not in w else w["lm_head.weight"]
+    logits = (x @ head.T).numpy()
+    if return_hidden:
+        return logits, [h.numpy() for h in hidden_states]
+    return logits
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="float64 Hymba logits for a model directory")
+    parser.add_argument("model_dir")
+    parser.add_argument("--tokens", required=True, help="comma-separated ids")
+    parser.add_argument("-o", "--output", required=True, help=".npy output, float64 [T, vocab]")
+    args = parser.parse_args()
+    ids = [int(t) for t in args.tokens.split(",")]
+    np.save(args.output, forward(load_model(args.model_dir), ids))
