@@ -15,4 +15,4 @@ build/hymba tokenize -m tests/data/hymba-1.5b \
   --text $'<extra_id_0>System\n\n<extra_id_1>User\nHello!\n<extra_id_1>Assistant\n'
 model=tests/data/fixtures/real_tokenizer_bf16
 tokens=$(build/hymba tokenize -m "$model" --text "The quick brown fox jumps over the lazy" | tr -d '[]')
-build/hymba logits -m "$model" --tokens "$tokens" --top 5 -o /tmp/hymba_logits.npy
+build/hymba logits -m "$model" --tokens "$tokens" --top 5
