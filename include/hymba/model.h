@@ -23,6 +23,30 @@ struct WeightStorage {
   bool separate_lm_head = false;  // an untied lm_head.weight is used  // present in the files, not read by this config
 };
 
+struct SequenceState;
+
+// One sequence's state: K/V of the KV-owning layers, conv and SSM state. Its
+// memory stops growing once the sliding windows are full, except for the
+// layers that keep their full history.
+class Sequence {
+ public:
+  Sequence(Sequence&&) noexcept;
+  Sequence& operator=(Sequence&&) noexcept;
+  ~Sequence();
+
+  int64_t positions() const;  // meta tokens included
+  size_t bytes() const;       // resident bytes of the state
+
+ private:
+  friend class Model;
+  explicit Sequence(std::unique_ptr<SequenceState> state);
+  std::unique_ptr<SequenceState> state_;
+};
+
+// How `Model::Logits` feeds the tokens (E5): all positions, meta tokens
+// included, in one pass; or from the precomputed meta prefix (E4) in chunks.
+enum class LogitsMode { kFull, kChunked, kIncremental };
+
 class Model {
  public:
   // Loads config.json and model.safetensors (or the shards named by
@@ -36,9 +60,26 @@ class Model {
   const Config& config() const;
   const WeightStorage& storage() const;
 
-  // Logits at every text position for exactly these token ids; the meta tokens
-  // are prepended internally. Row-major [tokens.size(), vocab_size].
-  std::vector<float> Logits(std::span<const int32_t> tokens) const;
+  // A new sequence positioned after the meta tokens, whose state is computed
+  // once per model and copied (E4).
+  Sequence NewSequence() const;
+
+  // Appends tokens to a sequence (E5). Returns the logits of every appended
+  // token ([tokens.size(), vocab_size]) or, by default, of the last one only.
+  std::vector<float> Append(Sequence& sequence, std::span<const int32_t> tokens, bool all_logits = false) const;
+
+  // Advances several sequences in one step, reading each weight once for the
+  // whole batch. Returns the last-token logits of each item ([vocab_size] each).
+  struct BatchItem {
+    Sequence* sequence;
+    std::span<const int32_t> tokens;
+  };
+  std::vector<std::vector<float>> AppendBatch(std::span<const BatchItem> items) const;
+
+  // Logits at every text position for exactly these token ids, with the meta
+  // tokens prepended. Row-major [tokens.size(), vocab_size].
+  std::vector<float> Logits(std::span<const int32_t> tokens, LogitsMode mode = LogitsMode::kFull,
+                            size_t chunk = 7) const;
 
  private:
   struct Impl;

@@ -1,6 +1,7 @@
 // The forward pass, top to bottom. Buffers carry their shape in a comment;
-// t indexes rows of the chunk, position = state.positions + t counts the meta
-// tokens (meta at 0..M-1, text token i at M+i).
+// `rows` spans every sequence of the batch, t indexes the rows of one segment,
+// and position = state.positions + t counts the meta tokens (meta at 0..M-1,
+// text token i at M+i).
 #include "model/forward.h"
 
 #include <algorithm>
@@ -10,12 +11,70 @@
 
 namespace hymba {
 
+KvCache::KvCache(const Config& config, int owner)
+    : key_width_(static_cast<size_t>(config.k_width)),
+      value_width_(static_cast<size_t>(config.v_width)),
+      meta_(config.num_memory_tokens),
+      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
+
+size_t KvCache::Slot(int64_t position) const {
+  if (ring_ == 0 || position < meta_) return static_cast<size_t>(position);
+  return static_cast<size_t>(meta_ + (position - meta_) % ring_);
+}
+
+void KvCache::Append(const float* key, const float* value) {
+  scratch_keys_.insert(scratch_keys_.end(), key, key + key_width_);
+  scratch_values_.insert(scratch_values_.end(), value, value + value_width_);
+  ++positions_;
+}
+
+const float* KvCache::Key(int64_t position) const {
+  if (position >= committed_) return &scratch_keys_[static_cast<size_t>(position - committed_) * key_width_];
+  return &keys_[Slot(position) * key_width_];
+}
+
+const float* KvCache::Value(int64_t position) const {
+  if (position >= committed_) return &scratch_values_[static_cast<size_t>(position - committed_) * value_width_];
+  return &values_[Slot(position) * value_width_];
+}
+
+void KvCache::Commit() {
+  for (int64_t position = committed_; position < positions_; ++position) {
+    const bool evicted = ring_ > 0 && position >= meta_ && position < positions_ - ring_;
+    if (evicted) continue;
+    const size_t slot = Slot(position);
+    if ((slot + 1) * key_width_ > keys_.size()) {
+      keys_.resize((slot + 1) * key_width_);
+      values_.resize((slot + 1) * value_width_);
+    }
+    const size_t scratch_row = static_cast<size_t>(position - committed_);
+    std::copy_n(&scratch_keys_[scratch_row * key_width_], key_width_, &keys_[slot * key_width_]);
+    std::copy_n(&scratch_values_[scratch_row * value_width_], value_width_, &values_[slot * value_width_]);
+  }
+  scratch_keys_.clear();
+  scratch_values_.clear();
+  committed_ = positions_;
+}
+
+size_t KvCache::bytes() const { return (keys_.size() + values_.size()) * sizeof(float); }
+
 SequenceState::SequenceState(const Config& config) : layers(static_cast<size_t>(config.num_hidden_layers)) {
   const auto d_inner = static_cast<size_t>(config.d_inner);
-  for (Layer& layer : layers) {
-    layer.conv.assign(static_cast<size_t>(config.mamba_d_conv - 1) * d_inner, 0.0f);
-    layer.ssm.assign(d_inner * static_cast<size_t>(config.mamba_d_state), 0.0f);
+  for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
+    Layer& state = layers[static_cast<size_t>(layer)];
+    if (config.IsOwner(layer)) state.kv.emplace_back(config, layer);
+    state.conv.assign(static_cast<size_t>(config.mamba_d_conv - 1) * d_inner, 0.0f);
+    state.ssm.assign(d_inner * static_cast<size_t>(config.mamba_d_state), 0.0f);
   }
+}
+
+size_t SequenceState::bytes() const {
+  size_t total = 0;
+  for (const Layer& layer : layers) {
+    for (const KvCache& cache : layer.kv) total += cache.bytes();
+    total += (layer.conv.size() + layer.ssm.size()) * sizeof(float);
+  }
+  return total;
 }
 
 std::vector<float> RopeInverseFrequencies(const Config& config) {
@@ -40,8 +99,8 @@ std::vector<float> RopeInverseFrequencies(const Config& config) {
 namespace {
 
 // Causal depthwise conv (kernel d_conv, zero history before position 0) and
-// SiLU. xs rows have stride `stride`; the conv state carries the newest d_conv-1
-// inputs into the next chunk. Output xc: [n, d_inner].
+// SiLU over one segment. xs rows have stride `stride`; the conv state carries
+// the newest d_conv-1 inputs into the next chunk. Output xc: [n, d_inner].
 void CausalConv(const Config& c, const LayerWeights& w, std::vector<float>& conv_state, const float* xs, size_t stride,
                 size_t n, float* xc) {
   const auto d_inner = static_cast<size_t>(c.d_inner);
@@ -69,43 +128,51 @@ void CausalConv(const Config& c, const LayerWeights& w, std::vector<float>& conv
   conv_state = std::move(newest);
 }
 
-// Mamba-1 selective scan (spec 3.4.2): x_proj, the dt/B/C norms, dt_proj without
-// bias, then per channel h = exp(delta A) h + delta B x, y = C.h + D x, gated by
-// silu(z). xc: [n, d_inner]; z rows have stride `stride`. Output: [n, d_inner].
-void SelectiveScan(const Config& c, const LayerWeights& w, std::vector<float>& ssm_state, const float* xc,
-                   const float* z, size_t stride, size_t n, float* out) {
-  const auto d_inner = static_cast<size_t>(c.d_inner);
+// Input-dependent SSM parameters of every row (spec 3.4.2 steps 2-4): x_proj,
+// the dt/B/C norms, and dt_proj without its bias. xc: [rows, d_inner];
+// params: [rows, dt_rank | B | C]; delta_pre: [rows, d_inner].
+void SsmParameters(const Config& c, const LayerWeights& w, const float* xc, size_t rows, std::vector<float>& params,
+                   std::vector<float>& delta_pre) {
   const auto d_state = static_cast<size_t>(c.mamba_d_state);
   const auto dt_rank = static_cast<size_t>(c.mamba_dt_rank);
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  const size_t proj_width = dt_rank + 2 * d_state;
-
-  std::vector<float> params(n * proj_width);  // [n, dt_rank | B | C]
-  MatMul(w.x_proj, xc, n, params.data());
-  std::vector<float> dt(n * dt_rank);  // [n, dt_rank]
-  for (size_t t = 0; t < n; ++t) {
-    float* row = &params[t * proj_width];
+  const size_t width = dt_rank + 2 * d_state;
+  params.resize(rows * width);
+  MatMul(w.x_proj, xc, rows, params.data());
+  std::vector<float> dt(rows * dt_rank);  // [rows, dt_rank]
+  for (size_t r = 0; r < rows; ++r) {
+    float* row = &params[r * width];
     if (c.mamba_inner_layernorms) {
       RmsNorm(row, w.dt_norm, dt_rank, eps, row);
       RmsNorm(row + dt_rank, w.b_norm, d_state, eps, row + dt_rank);
       RmsNorm(row + dt_rank + d_state, w.c_norm, d_state, eps, row + dt_rank + d_state);
     }
-    std::copy(row, row + dt_rank, &dt[t * dt_rank]);
+    std::copy_n(row, dt_rank, &dt[r * dt_rank]);
   }
-  std::vector<float> delta(n * d_inner);  // [n, d_inner]
-  MatMul(w.dt_proj, dt.data(), n, delta.data());
+  delta_pre.resize(rows * static_cast<size_t>(c.d_inner));
+  MatMul(w.dt_proj, dt.data(), rows, delta_pre.data());
+}
 
+// Mamba-1 selective scan over one segment (spec 3.4.2 step 5): per channel
+// h = exp(delta A) h + delta B x, y = C.h + D x, gated by silu(z), with
+// delta = softplus(delta_pre + dt_bias). z rows have stride `stride`.
+void SelectiveScan(const Config& c, const LayerWeights& w, std::vector<float>& ssm_state, const float* xc,
+                   const float* params, const float* delta_pre, const float* z, size_t stride, size_t n, float* out) {
+  const auto d_inner = static_cast<size_t>(c.d_inner);
+  const auto d_state = static_cast<size_t>(c.mamba_d_state);
+  const auto dt_rank = static_cast<size_t>(c.mamba_dt_rank);
+  const size_t width = dt_rank + 2 * d_state;
   for (size_t t = 0; t < n; ++t) {
-    const float* b = &params[t * proj_width + dt_rank];
+    const float* b = &params[t * width + dt_rank];
     const float* cc = b + d_state;
     for (size_t ch = 0; ch < d_inner; ++ch) {
-      const float dt_ch = Softplus(delta[t * d_inner + ch] + w.dt_bias[ch]);
+      const float delta = Softplus(delta_pre[t * d_inner + ch] + w.dt_bias[ch]);
       const float x = xc[t * d_inner + ch];
       float* h = &ssm_state[ch * d_state];
       const float* a = &w.a[ch * d_state];
       float y = w.d_skip[ch] * x;
       for (size_t s = 0; s < d_state; ++s) {
-        h[s] = std::exp(dt_ch * a[s]) * h[s] + dt_ch * b[s] * x;
+        h[s] = std::exp(delta * a[s]) * h[s] + delta * b[s] * x;
         y += h[s] * cc[s];
       }
       out[t * d_inner + ch] = y * Silu(z[t * stride + ch]);
@@ -113,16 +180,11 @@ void SelectiveScan(const Config& c, const LayerWeights& w, std::vector<float>& s
   }
 }
 
-// True when key position j is visible to query position i in this layer (E3).
-bool Visible(const Config& c, const LayerRole& role, int64_t i, int64_t j) {
-  if (j > i) return false;
-  return role.global_attention || i - j <= c.sliding_window || j < c.num_memory_tokens;
-}
-
-// Attention branch (spec 3.4.3). Owners rotate and append their K/V first, so
-// the chunk attends to itself causally; consumers read their producer's cache,
-// which the producer, an earlier layer, has already extended by this chunk.
-// q, k, v rows have stride `stride`. Output: [n, heads * head_dim_v].
+// Attention branch over one segment (spec 3.4.3). Owners rotate and append
+// their K/V first, so the chunk attends to itself causally; consumers read
+// their producer's cache, which the producer, an earlier layer, has already
+// extended by this chunk. q, k, v rows have stride `stride`. Output:
+// [n, heads * head_dim_v].
 void Attention(const Config& c, const LayerWeights& w, std::span<const float> inv_freq, int layer,
                SequenceState& state, const float* q, const float* k, const float* v, size_t stride, size_t n,
                float* out) {
@@ -134,138 +196,155 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const LayerRole& role = c.layers[layer];
   const int64_t start = state.positions;
 
-  std::vector<float> head(dqk);
+  std::vector<float> head(std::max(dqk, kv_heads * dqk));
   if (c.IsOwner(layer)) {
-    SequenceState::Layer& cache = state.layers[layer];
+    KvCache& cache = state.layers[layer].kv.front();
     for (size_t t = 0; t < n; ++t) {
       for (size_t g = 0; g < kv_heads; ++g) {
-        std::copy_n(k + t * stride + g * dqk, dqk, head.begin());
-        if (!w.k_norm.empty()) RmsNorm(head.data(), w.k_norm, dqk, eps, head.data());
-        if (c.rope) ApplyRope(head.data(), inv_freq, start + static_cast<int64_t>(t));
-        cache.keys.insert(cache.keys.end(), head.begin(), head.end());
+        float* key = &head[g * dqk];
+        std::copy_n(k + t * stride + g * dqk, dqk, key);
+        if (!w.k_norm.empty()) RmsNorm(key, w.k_norm, dqk, eps, key);
+        if (c.rope) ApplyRope(key, inv_freq, start + static_cast<int64_t>(t));
       }
-      cache.values.insert(cache.values.end(), v + t * stride, v + t * stride + kv_heads * dv);
+      cache.Append(head.data(), v + t * stride);
     }
   }
 
-  const SequenceState::Layer& source = state.layers[role.kv_source];
+  const KvCache& source = state.layers[role.kv_source].kv.front();
   const size_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
-  const size_t k_width = kv_heads * dqk, v_width = kv_heads * dv;
   std::vector<float> scores;
-  std::vector<int64_t> visible;
   for (size_t t = 0; t < n; ++t) {
     const int64_t i = start + static_cast<int64_t>(t);
+    // Visible keys (E3): the meta tokens and the newest sliding_window + 1
+    // positions in a sliding-window layer, everything up to i in a global one.
+    const int64_t window_begin = role.global_attention ? 0 : std::max<int64_t>(0, i - c.sliding_window);
+    const int64_t meta_end = std::min(window_begin, c.num_memory_tokens);
+    const auto visible = static_cast<size_t>(meta_end + (i + 1 - window_begin));
+    auto position_of = [&](size_t m) {
+      return static_cast<int64_t>(m) < meta_end ? static_cast<int64_t>(m) : window_begin + (static_cast<int64_t>(m) - meta_end);
+    };
+    scores.resize(visible);
     for (size_t h = 0; h < heads; ++h) {
       float* query = head.data();
       std::copy_n(q + t * stride + h * dqk, dqk, query);
       if (!w.q_norm.empty()) RmsNorm(query, w.q_norm, dqk, eps, query);
       if (c.rope) ApplyRope(query, inv_freq, i);
       const size_t g = h / group;
-
-      scores.clear();
-      visible.clear();
-      for (int64_t j = 0; j <= i; ++j) {
-        if (!Visible(c, role, i, j)) continue;
-        const float* key = &source.keys[static_cast<size_t>(j) * k_width + g * dqk];
+      for (size_t m = 0; m < visible; ++m) {
+        const float* key = source.Key(position_of(m)) + g * dqk;
         float dot = 0.0f;
         for (size_t d = 0; d < dqk; ++d) dot += query[d] * key[d];
-        scores.push_back(dot * scale);
-        visible.push_back(j);
+        scores[m] = dot * scale;
       }
-      Softmax(scores.data(), scores.size());
+      Softmax(scores.data(), visible);
       float* o = out + t * heads * dv + h * dv;
       std::fill(o, o + dv, 0.0f);
-      for (size_t m = 0; m < visible.size(); ++m) {
-        const float* value = &source.values[static_cast<size_t>(visible[m]) * v_width + g * dv];
+      for (size_t m = 0; m < visible; ++m) {
+        const float* value = source.Value(position_of(m)) + g * dv;
         for (size_t d = 0; d < dv; ++d) o[d] += scores[m] * value[d];
       }
     }
   }
 }
 
-// SwiGLU (down(silu(gate u) * up u)) or relu2 (down(relu(up u)^2)). u, out: [n, hidden].
-void Mlp(const Config& c, const LayerWeights& w, const float* u, size_t n, float* out) {
+// SwiGLU (down(silu(gate u) * up u)) or relu2 (down(relu(up u)^2)). u, out: [rows, hidden].
+void Mlp(const Config& c, const LayerWeights& w, const float* u, size_t rows, float* out) {
   const auto width = static_cast<size_t>(c.intermediate_size);
-  std::vector<float> up(n * width);  // [n, intermediate]
-  MatMul(w.up_proj, u, n, up.data());
+  std::vector<float> up(rows * width);  // [rows, intermediate]
+  MatMul(w.up_proj, u, rows, up.data());
   if (c.mlp_activation == MlpActivation::kSilu) {
-    std::vector<float> gate(n * width);
-    MatMul(w.gate_proj, u, n, gate.data());
+    std::vector<float> gate(rows * width);
+    MatMul(w.gate_proj, u, rows, gate.data());
     for (size_t i = 0; i < up.size(); ++i) up[i] *= Silu(gate[i]);
   } else {
     for (float& value : up) value = value > 0.0f ? value * value : 0.0f;
   }
-  MatMul(w.down_proj, up.data(), n, out);
+  MatMul(w.down_proj, up.data(), rows, out);
 }
 
-// One decoder layer (spec 3.3-3.4): x [n, hidden] in place.
-void Layer(const ForwardContext& context, int layer, SequenceState& state, std::vector<float>& x, size_t n) {
+// One decoder layer (spec 3.3-3.4): x [rows, hidden] in place.
+void Layer(const ForwardContext& context, int layer, std::span<const Segment> segments, std::vector<float>& x) {
   const Config& c = context.config;
   const LayerWeights& w = context.weights.layers[layer];
   const auto hidden = static_cast<size_t>(c.hidden_size);
   const auto d_inner = static_cast<size_t>(c.d_inner);
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  const bool owner = c.IsOwner(layer);
+  const size_t rows = x.size() / hidden;
 
-  std::vector<float> u(n * hidden);  // [n, hidden]
-  for (size_t t = 0; t < n; ++t) RmsNorm(&x[t * hidden], w.input_norm, hidden, eps, &u[t * hidden]);
+  std::vector<float> u(rows * hidden);  // [rows, hidden]
+  for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.input_norm, hidden, eps, &u[r * hidden]);
 
   // in_proj rows: q | k | v | x | z for owners, q | x | z for consumers (spec 3.4.1).
-  const auto rows = static_cast<size_t>(c.InProjRows(layer));
-  std::vector<float> proj(n * rows);  // [n, rows]
-  MatMul(w.in_proj, u.data(), n, proj.data());
+  const auto width = static_cast<size_t>(c.InProjRows(layer));
+  std::vector<float> proj(rows * width);  // [rows, in_proj rows]
+  MatMul(w.in_proj, u.data(), rows, proj.data());
   if (!w.in_proj_bias.empty()) {
-    for (size_t t = 0; t < n; ++t) {
-      for (size_t r = 0; r < rows; ++r) proj[t * rows + r] += w.in_proj_bias[r];
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t i = 0; i < width; ++i) proj[r * width + i] += w.in_proj_bias[i];
     }
   }
   const size_t k_offset = static_cast<size_t>(c.q_width);
   const size_t v_offset = k_offset + static_cast<size_t>(c.k_width);
-  const size_t x_offset = owner ? v_offset + static_cast<size_t>(c.v_width) : k_offset;
+  const size_t x_offset = c.IsOwner(layer) ? v_offset + static_cast<size_t>(c.v_width) : k_offset;
   const size_t z_offset = x_offset + d_inner;
 
-  std::vector<float> xc(n * d_inner);       // [n, d_inner] SSM input after conv and SiLU
-  std::vector<float> ssm_out(n * d_inner);  // [n, d_inner]
-  CausalConv(c, w, state.layers[layer].conv, &proj[x_offset], rows, n, xc.data());
-  SelectiveScan(c, w, state.layers[layer].ssm, xc.data(), &proj[z_offset], rows, n, ssm_out.data());
-
-  std::vector<float> attn_out(n * d_inner);  // [n, heads * head_dim_v]
-  Attention(c, w, context.inv_freq, layer, state, &proj[0], &proj[k_offset], &proj[v_offset], rows, n,
-            attn_out.data());
+  // SSM branch: conv per sequence, parameters for all rows, scan per sequence.
+  std::vector<float> xc(rows * d_inner);  // [rows, d_inner] after conv and SiLU
+  for (const Segment& s : segments) {
+    CausalConv(c, w, s.state->layers[layer].conv, &proj[s.first_row * width + x_offset], width, s.rows,
+               &xc[s.first_row * d_inner]);
+  }
+  std::vector<float> params, delta_pre;
+  SsmParameters(c, w, xc.data(), rows, params, delta_pre);
+  const size_t params_width = static_cast<size_t>(c.mamba_dt_rank + 2 * c.mamba_d_state);
+  std::vector<float> ssm_out(rows * d_inner);   // [rows, d_inner]
+  std::vector<float> attn_out(rows * d_inner);  // [rows, heads * head_dim_v]
+  for (const Segment& s : segments) {
+    const size_t r = s.first_row;
+    SelectiveScan(c, w, s.state->layers[layer].ssm, &xc[r * d_inner], &params[r * params_width],
+                  &delta_pre[r * d_inner], &proj[r * width + z_offset], width, s.rows, &ssm_out[r * d_inner]);
+    Attention(c, w, context.inv_freq, layer, *s.state, &proj[r * width], &proj[r * width + k_offset],
+              &proj[r * width + v_offset], width, s.rows, &attn_out[r * d_inner]);
+  }
 
   // Fusion: both branches normalised over all d_inner features, then averaged.
-  std::vector<float> fused(n * d_inner);  // [n, d_inner]
+  std::vector<float> fused(rows * d_inner);  // [rows, d_inner]
   std::vector<float> normed(d_inner);
-  for (size_t t = 0; t < n; ++t) {
-    RmsNorm(&attn_out[t * d_inner], w.attn_out_norm, d_inner, eps, &fused[t * d_inner]);
-    RmsNorm(&ssm_out[t * d_inner], w.ssm_out_norm, d_inner, eps, normed.data());
-    for (size_t i = 0; i < d_inner; ++i) fused[t * d_inner + i] = (fused[t * d_inner + i] + normed[i]) / 2.0f;
+  for (size_t r = 0; r < rows; ++r) {
+    RmsNorm(&attn_out[r * d_inner], w.attn_out_norm, d_inner, eps, &fused[r * d_inner]);
+    RmsNorm(&ssm_out[r * d_inner], w.ssm_out_norm, d_inner, eps, normed.data());
+    for (size_t i = 0; i < d_inner; ++i) fused[r * d_inner + i] = (fused[r * d_inner + i] + normed[i]) / 2.0f;
   }
-  std::vector<float> mixed(n * hidden);  // [n, hidden]
-  MatMul(w.out_proj, fused.data(), n, mixed.data());
-  for (size_t t = 0; t < n; ++t) {
+  std::vector<float> mixed(rows * hidden);  // [rows, hidden]
+  MatMul(w.out_proj, fused.data(), rows, mixed.data());
+  for (size_t r = 0; r < rows; ++r) {
     for (size_t i = 0; i < hidden; ++i) {
-      x[t * hidden + i] += mixed[t * hidden + i] + (w.out_proj_bias.empty() ? 0.0f : w.out_proj_bias[i]);
+      x[r * hidden + i] += mixed[r * hidden + i] + (w.out_proj_bias.empty() ? 0.0f : w.out_proj_bias[i]);
     }
   }
 
   if (c.intermediate_size > 0) {
-    for (size_t t = 0; t < n; ++t) RmsNorm(&x[t * hidden], w.mlp_norm, hidden, eps, &u[t * hidden]);
-    Mlp(c, w, u.data(), n, mixed.data());
-    for (size_t i = 0; i < n * hidden; ++i) x[i] += mixed[i];
+    for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.mlp_norm, hidden, eps, &u[r * hidden]);
+    Mlp(c, w, u.data(), rows, mixed.data());
+    for (size_t i = 0; i < rows * hidden; ++i) x[i] += mixed[i];
   }
 }
 
 }  // namespace
 
-void Forward(const ForwardContext& context, SequenceState& state, std::vector<float>& x, size_t n) {
+void Forward(const ForwardContext& context, std::span<const Segment> segments, std::vector<float>& x) {
   const Config& c = context.config;
-  for (int layer = 0; layer < c.num_hidden_layers; ++layer) Layer(context, layer, state, x, n);
-  state.positions += static_cast<int64_t>(n);
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) Layer(context, layer, segments, x);
+  for (const Segment& s : segments) {
+    for (SequenceState::Layer& layer : s.state->layers) {
+      for (KvCache& cache : layer.kv) cache.Commit();
+    }
+    s.state->positions += static_cast<int64_t>(s.rows);
+  }
   const auto hidden = static_cast<size_t>(c.hidden_size);
-  for (size_t t = 0; t < n; ++t) {
-    RmsNorm(&x[t * hidden], context.weights.final_norm, hidden, static_cast<float>(c.rms_norm_eps), &x[t * hidden]);
+  for (size_t r = 0; r < x.size() / hidden; ++r) {
+    RmsNorm(&x[r * hidden], context.weights.final_norm, hidden, static_cast<float>(c.rms_norm_eps), &x[r * hidden]);
   }
 }
 

@@ -10,18 +10,55 @@
 
 namespace hymba {
 
-// What one sequence carries from one chunk of positions to the next.
+// K (after RoPE) and V of one KV-owning layer for one sequence. The meta
+// tokens' entries are kept for good; the rest is either the full history or,
+// for a sliding-window layer that no global layer reads (E6), a ring of the
+// newest sliding_window + 1 entries (E3). Entries appended during a chunk live
+// in a scratch area until Commit(), so that every query of the chunk, in this
+// layer and in the consumers that read it, still sees its whole window.
+class KvCache {
+ public:
+  KvCache(const Config& config, int owner);
+
+  void Append(const float* key, const float* value);  // the next position
+  const float* Key(int64_t position) const;
+  const float* Value(int64_t position) const;
+  void Commit();  // the chunk is done: move scratch entries into the ring
+
+  int64_t positions() const { return positions_; }
+  size_t bytes() const;  // persistent storage, not counting the scratch
+
+ private:
+  size_t Slot(int64_t position) const;
+  size_t key_width_, value_width_;
+  int64_t meta_;
+  int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
+  int64_t positions_ = 0;
+  int64_t committed_ = 0;  // positions before this are in the persistent slots
+  std::vector<float> keys_, values_;                  // [slots, width]
+  std::vector<float> scratch_keys_, scratch_values_;  // [positions_ - committed_, width]
+};
+
+// Everything one sequence carries from one chunk of positions to the next.
 struct SequenceState {
   struct Layer {
-    std::vector<float> keys;    // [positions, k_width] after RoPE; KV-owning layers only
-    std::vector<float> values;  // [positions, v_width]
-    std::vector<float> conv;    // [d_conv - 1, d_inner] newest pre-conv inputs, oldest first
-    std::vector<float> ssm;     // [d_inner, d_state]
+    std::vector<KvCache> kv;  // one entry for a KV-owning layer, none for a consumer
+    std::vector<float> conv;  // [d_conv - 1, d_inner] newest pre-conv inputs, oldest first
+    std::vector<float> ssm;   // [d_inner, d_state]
   };
   int64_t positions = 0;  // positions processed so far, meta tokens included
   std::vector<Layer> layers;
 
   explicit SequenceState(const Config& config);
+  size_t bytes() const;
+};
+
+// Rows [first_row, first_row + rows) of a batch belong to one sequence and
+// continue it at position state->positions.
+struct Segment {
+  SequenceState* state;
+  size_t first_row;
+  size_t rows;
 };
 
 // Everything the layers need that does not change per call.
@@ -34,8 +71,9 @@ struct ForwardContext {
 // RoPE inverse frequencies in f32, computed as the official constructor does (E2).
 std::vector<float> RopeInverseFrequencies(const Config& config);
 
-// Runs rows x [n, hidden] (embeddings or meta tokens) at positions
-// state.positions .. +n through every layer and the final norm, in place.
-void Forward(const ForwardContext& context, SequenceState& state, std::vector<float>& x, size_t n);
+// Runs the rows of x [rows, hidden] (embeddings or meta tokens) through every
+// layer and the final norm, in place. Each segment continues its own sequence;
+// every weight is read once for the whole batch.
+void Forward(const ForwardContext& context, std::span<const Segment> segments, std::vector<float>& x);
 
 }  // namespace hymba

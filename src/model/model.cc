@@ -1,5 +1,8 @@
 #include "hymba/model.h"
 
+#include <mutex>
+#include <optional>
+
 #include "hymba/error.h"
 #include "io/safetensors.h"
 #include "kernels/ops.h"
@@ -14,7 +17,73 @@ struct Model::Impl {
   Weights weights;
   WeightStorage storage;
   std::vector<float> inv_freq;
+  // State after the meta tokens, computed on first use (E4).
+  mutable std::once_flag prefix_once;
+  mutable std::optional<SequenceState> prefix;
+
+  ForwardContext Context() const { return {config, weights, inv_freq}; }
+
+  void CheckTokens(std::span<const int32_t> tokens, int64_t start_position) const {
+    if (tokens.empty()) throw Error("no tokens given: the token list is empty");
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (tokens[i] < 0 || tokens[i] >= config.vocab_size) {
+        throw Error("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                    " is outside the vocabulary (vocab_size " + std::to_string(config.vocab_size) + ")");
+      }
+    }
+    const auto end = start_position + static_cast<int64_t>(tokens.size());
+    if (end > config.max_position_embeddings) {
+      throw Error("context limit: " + std::to_string(end - config.num_memory_tokens) + " tokens plus " +
+                  std::to_string(config.num_memory_tokens) + " meta tokens exceed max_position_embeddings (" +
+                  std::to_string(config.max_position_embeddings) + ")");
+    }
+  }
+
+  // Embedding rows of `tokens` appended to x [rows, hidden].
+  void Embed(std::span<const int32_t> tokens, std::vector<float>& x) const {
+    const auto hidden = static_cast<size_t>(config.hidden_size);
+    const size_t first = x.size() / hidden;
+    x.resize((first + tokens.size()) * hidden);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      weights.embed_tokens.DecodeRow(static_cast<size_t>(tokens[i]), {&x[(first + i) * hidden], hidden});
+    }
+  }
+
+  void EmbedMeta(std::vector<float>& x) const {
+    const auto hidden = static_cast<size_t>(config.hidden_size);
+    const auto meta = static_cast<size_t>(config.num_memory_tokens);
+    x.resize(meta * hidden);
+    for (size_t m = 0; m < meta; ++m) weights.memory_tokens.DecodeRow(m, {&x[m * hidden], hidden});
+  }
+
+  const SequenceState& Prefix() const {
+    std::call_once(prefix_once, [&] {
+      SequenceState state(config);
+      if (config.num_memory_tokens > 0) {
+        std::vector<float> x;
+        EmbedMeta(x);
+        const Segment segment{&state, 0, static_cast<size_t>(config.num_memory_tokens)};
+        Forward(Context(), {&segment, 1}, x);
+      }
+      prefix.emplace(std::move(state));
+    });
+    return *prefix;
+  }
+
+  // Logits of rows [first_row, first_row + count) of the final hidden states x.
+  std::vector<float> Head(const std::vector<float>& x, size_t first_row, size_t count) const {
+    std::vector<float> logits(count * static_cast<size_t>(config.vocab_size));  // [count, vocab]
+    MatMul(weights.lm_head, &x[first_row * static_cast<size_t>(config.hidden_size)], count, logits.data());
+    return logits;
+  }
 };
+
+Sequence::Sequence(std::unique_ptr<SequenceState> state) : state_(std::move(state)) {}
+Sequence::Sequence(Sequence&&) noexcept = default;
+Sequence& Sequence::operator=(Sequence&&) noexcept = default;
+Sequence::~Sequence() = default;
+int64_t Sequence::positions() const { return state_->positions; }
+size_t Sequence::bytes() const { return state_->bytes(); }
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -51,35 +120,59 @@ Model Model::Load(const std::filesystem::path& model_dir) {
 const Config& Model::config() const { return impl_->config; }
 const WeightStorage& Model::storage() const { return impl_->storage; }
 
-std::vector<float> Model::Logits(std::span<const int32_t> tokens) const {
-  const Config& c = impl_->config;
-  if (tokens.empty()) throw Error("no tokens given: the token list is empty");
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= c.vocab_size) {
-      throw Error("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                  " is outside the vocabulary (vocab_size " + std::to_string(c.vocab_size) + ")");
+Sequence Model::NewSequence() const { return Sequence(std::make_unique<SequenceState>(impl_->Prefix())); }
+
+std::vector<float> Model::Append(Sequence& sequence, std::span<const int32_t> tokens, bool all_logits) const {
+  impl_->CheckTokens(tokens, sequence.positions());
+  std::vector<float> x;  // [tokens, hidden]
+  impl_->Embed(tokens, x);
+  const Segment segment{sequence.state_.get(), 0, tokens.size()};
+  Forward(impl_->Context(), {&segment, 1}, x);
+  return all_logits ? impl_->Head(x, 0, tokens.size()) : impl_->Head(x, tokens.size() - 1, 1);
+}
+
+std::vector<std::vector<float>> Model::AppendBatch(std::span<const BatchItem> items) const {
+  std::vector<float> x;  // [all tokens of all items, hidden]
+  std::vector<Segment> segments;
+  for (const BatchItem& item : items) {
+    for (const Segment& other : segments) {
+      if (other.state == item.sequence->state_.get()) throw Error("a batch names the same sequence twice");
     }
+    impl_->CheckTokens(item.tokens, item.sequence->positions());
+    segments.push_back({item.sequence->state_.get(), x.size() / static_cast<size_t>(impl_->config.hidden_size),
+                        item.tokens.size()});
+    impl_->Embed(item.tokens, x);
   }
-  const auto meta = static_cast<size_t>(c.num_memory_tokens);
-  const size_t positions = meta + tokens.size();
-  if (static_cast<int64_t>(positions) > c.max_position_embeddings) {
-    throw Error(std::to_string(tokens.size()) + " tokens plus " + std::to_string(meta) + " meta tokens exceed " +
-                "max_position_embeddings (" + std::to_string(c.max_position_embeddings) + ")");
+  if (segments.empty()) return {};
+  Forward(impl_->Context(), segments, x);
+  std::vector<std::vector<float>> logits;
+  for (const Segment& s : segments) logits.push_back(impl_->Head(x, s.first_row + s.rows - 1, 1));
+  return logits;
+}
+
+std::vector<float> Model::Logits(std::span<const int32_t> tokens, LogitsMode mode, size_t chunk) const {
+  const Config& c = impl_->config;
+  impl_->CheckTokens(tokens, c.num_memory_tokens);
+  if (mode == LogitsMode::kFull) {
+    // One pass over meta tokens and text from an empty state: the computation
+    // the chunked modes must reproduce.
+    std::vector<float> x;  // [meta + tokens, hidden]
+    impl_->EmbedMeta(x);
+    impl_->Embed(tokens, x);
+    SequenceState state(c);
+    const auto meta = static_cast<size_t>(c.num_memory_tokens);
+    const Segment segment{&state, 0, meta + tokens.size()};
+    Forward(impl_->Context(), {&segment, 1}, x);
+    return impl_->Head(x, meta, tokens.size());
   }
-
-  const auto hidden = static_cast<size_t>(c.hidden_size);
-  std::vector<float> x(positions * hidden);  // [meta + tokens, hidden]
-  const Weights& w = impl_->weights;
-  for (size_t m = 0; m < meta; ++m) w.memory_tokens.DecodeRow(m, {&x[m * hidden], hidden});
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    w.embed_tokens.DecodeRow(static_cast<size_t>(tokens[i]), {&x[(meta + i) * hidden], hidden});
+  if (mode == LogitsMode::kIncremental) chunk = 1;
+  if (chunk == 0) throw Error("--chunk must be at least 1");
+  Sequence sequence = NewSequence();
+  std::vector<float> logits;
+  for (size_t first = 0; first < tokens.size(); first += chunk) {
+    const std::vector<float> part = Append(sequence, tokens.subspan(first, std::min(chunk, tokens.size() - first)), true);
+    logits.insert(logits.end(), part.begin(), part.end());
   }
-
-  SequenceState state(c);
-  Forward(ForwardContext{c, w, impl_->inv_freq}, state, x, positions);
-
-  std::vector<float> logits(tokens.size() * static_cast<size_t>(c.vocab_size));  // [tokens, vocab]
-  MatMul(w.lm_head, &x[meta * hidden], tokens.size(), logits.data());
   return logits;
 }
 

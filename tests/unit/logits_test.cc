@@ -18,9 +18,12 @@ std::string TokenArgument(const std::filesystem::path& fixture) {
   return tokens;
 }
 
-NpyArray RunLogits(const std::filesystem::path& model_dir, const std::string& tokens) {
+NpyArray RunLogits(const std::filesystem::path& model_dir, const std::string& tokens,
+                   const std::vector<std::string>& mode = {"--mode", "full"}) {
   test::TempDir out;
-  const test::CommandResult result = test::RunCli({"logits", "-m", model_dir.string(), "--tokens", tokens, "-o", (out / "l.npy").string()});
+  std::vector<std::string> args = {"logits", "-m", model_dir.string(), "--tokens", tokens, "-o", (out / "l.npy").string()};
+  args.insert(args.end(), mode.begin(), mode.end());
+  const test::CommandResult result = test::RunCli(args);
   EXPECT_EQ(result.exit_code, 0) << result.err;
   return ReadNpyF32(out / "l.npy");
 }
@@ -42,19 +45,41 @@ double WorstErrorRatio(const NpyArray& computed, const NpyArray& reference) {
   return worst;
 }
 
-class FixtureLogits : public ::testing::TestWithParam<std::string> {};
+// Every mode of E5: one pass, the cached meta prefix then chunks of several
+// sizes (1 and 2 exercise the ring buffers at every offset, 7 is the default,
+// 64 takes whole sequences at once), and token-by-token decode.
+const std::vector<std::vector<std::string>> kModes = {
+    {"--mode", "full"},
+    {"--mode", "chunked"},
+    {"--mode", "chunked", "--chunk", "2"},
+    {"--mode", "chunked", "--chunk", "5"},
+    {"--mode", "chunked", "--chunk", "64"},
+    {"--mode", "incremental"}};
+
+class FixtureLogits : public ::testing::TestWithParam<std::tuple<std::string, size_t>> {};
 
 TEST_P(FixtureLogits, MatchReferenceWithinE9) {
-  const std::filesystem::path fixture = test::FixtureDir(GetParam());
+  const auto& [name, mode_index] = GetParam();
+  const std::filesystem::path fixture = test::FixtureDir(name);
   const NpyArray reference = ReadNpyF32(fixture / "logits.npy");
-  const NpyArray computed = RunLogits(fixture, TokenArgument(fixture));
+  const NpyArray computed = RunLogits(fixture, TokenArgument(fixture), kModes[mode_index]);
   const double ratio = WorstErrorRatio(computed, reference);
   EXPECT_LE(ratio, 1.0) << "worst position uses " << ratio << " of the E9 tolerance";
-  std::printf("%s: worst position uses %.4f of the E9 tolerance\n", GetParam().c_str(), ratio);
+  std::string mode;
+  for (const std::string& part : kModes[mode_index]) mode += part + " ";
+  std::printf("%s %s: worst position uses %.4f of the E9 tolerance\n", name.c_str(), mode.c_str(), ratio);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureLogits, ::testing::ValuesIn(test::FixtureNames()),
-                         [](const auto& fixture) { return fixture.param; });
+INSTANTIATE_TEST_SUITE_P(AllFixturesAllModes, FixtureLogits,
+                         ::testing::Combine(::testing::ValuesIn(test::FixtureNames()),
+                                            ::testing::Range<size_t>(0, kModes.size())),
+                         [](const auto& p) {
+                           std::string mode;
+                           for (const std::string& part : kModes[std::get<1>(p.param)]) {
+                             if (part.rfind("--", 0) != 0) mode += "_" + part;
+                           }
+                           return std::get<0>(p.param) + mode;
+                         });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(FixtureLogits);  // reported by the next test instead
 
 TEST(FixtureLogitsCoverage, AtLeastFiveConfigurations) { EXPECT_GE(test::FixtureNames().size(), 5u); }

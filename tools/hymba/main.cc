@@ -8,6 +8,7 @@
 #include <optional>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -79,14 +80,15 @@ void PrintTopNextTokens(const std::filesystem::path& model_dir, std::span<const 
 }
 
 void RunLogits(const std::filesystem::path& model_dir, const std::string& tokens_text, const std::filesystem::path& out,
-               int top) {
+               int top, LogitsMode mode, int chunk) {
   const std::vector<int32_t> tokens = ParseTokenList(tokens_text);
   if (out.empty() && top == 0) throw Error("logits: give -o OUT.npy, --top N, or both");
   if (top < 0) throw Error("--top: " + std::to_string(top) + " is negative");
+  if (chunk < 1) throw Error("--chunk: " + std::to_string(chunk) + " must be at least 1");
   const Model model = Model::Load(model_dir);
   WarnUnusedTensors(model);
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<float> logits = model.Logits(tokens);
+  const std::vector<float> logits = model.Logits(tokens, mode, static_cast<size_t>(chunk));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto vocab = static_cast<size_t>(model.config().vocab_size);
   if (!out.empty()) {
@@ -130,6 +132,14 @@ int Main(int argc, char** argv) {
   int top = 0;
   logits->add_option("-o,--output", out_path, "Output .npy file, float32 [n_tokens, vocab_size]");
   logits->add_option("--top", top, "Print the N most likely next tokens after the last position");
+  LogitsMode mode = LogitsMode::kFull;
+  const std::map<std::string, LogitsMode> modes = {
+      {"full", LogitsMode::kFull}, {"chunked", LogitsMode::kChunked}, {"incremental", LogitsMode::kIncremental}};
+  logits->add_option("--mode", mode, "full: one pass with the meta tokens; chunked: --chunk tokens at a time after "
+                                     "the cached meta prefix; incremental: one token at a time")
+      ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case));
+  int chunk = 7;
+  logits->add_option("--chunk", chunk, "Tokens per step in chunked mode");
 
   std::string text;
   bool bos = false, no_special = false;
@@ -151,7 +161,7 @@ int Main(int argc, char** argv) {
 
   try {
     if (info->parsed()) RunInfo(model_dir, json);
-    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path, top);
+    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path, top, mode, chunk);
     if (tokenize->parsed()) RunTokenize(model_dir, text, bos, no_special);
     if (detokenize->parsed()) RunDetokenize(model_dir, tokens_text);
   } catch (const std::exception& e) {

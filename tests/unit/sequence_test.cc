@@ -1,0 +1,118 @@
+// Sequence state: memory accounting, batched steps, limits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "hymba/error.h"
+#include "hymba/info.h"
+#include "hymba/model.h"
+#include "test_util.h"
+
+namespace hymba {
+namespace {
+
+int32_t Greedy(const std::vector<float>& logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+std::vector<int32_t> FixtureTokens(const std::string& name) {
+  return test::ReadJson(test::FixtureDir(name) / "tokens.json").get<std::vector<int32_t>>();
+}
+
+class SequenceTest : public ::testing::TestWithParam<std::string> {};
+
+// The state of a sequence is exactly what `hymba info` says it costs (E3, E6):
+// meta K/V, windows of sliding_window + 1 keys, full history where a global
+// layer reads, conv and SSM state.
+TEST_P(SequenceTest, BytesMatchTheEngineCacheLayout) {
+  const Model model = Model::Load(test::FixtureDir(GetParam()));
+  const CacheLayout layout = DescribeModel(model.config(), model.storage().separate_lm_head).engine;
+  Sequence sequence = model.NewSequence();
+  EXPECT_EQ(sequence.positions(), model.config().num_memory_tokens);
+  EXPECT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), 0, true));
+  const std::vector<int32_t> tokens = FixtureTokens(GetParam());
+  for (size_t n = 0; n < tokens.size(); ++n) {
+    model.Append(sequence, std::span(tokens).subspan(n, 1));
+    ASSERT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), static_cast<int64_t>(n + 1), true))
+        << "after " << n + 1 << " tokens";
+  }
+}
+
+// N sequences advanced together give the same logits, bit for bit, and so the
+// same greedy tokens, as each advanced alone: prompts of different lengths in
+// one prefill batch, then decode steps in lockstep.
+TEST_P(SequenceTest, BatchedStepsEqualSingleSequenceSteps) {
+  const Model model = Model::Load(test::FixtureDir(GetParam()));
+  const std::vector<int32_t> tokens = FixtureTokens(GetParam());
+  const std::vector<std::vector<int32_t>> prompts = {
+      {tokens.begin(), tokens.begin() + 3}, {tokens.begin() + 2, tokens.end()}, {tokens[5]}};
+  constexpr int kSteps = 12;
+
+  std::vector<std::vector<int32_t>> alone(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Sequence sequence = model.NewSequence();
+    int32_t next = Greedy(model.Append(sequence, prompts[i]));
+    for (int step = 0; step < kSteps; ++step) {
+      alone[i].push_back(next);
+      next = Greedy(model.Append(sequence, std::span(&alone[i].back(), 1)));
+    }
+  }
+
+  std::vector<Sequence> sequences;
+  std::vector<Model::BatchItem> batch;
+  for (size_t i = 0; i < prompts.size(); ++i) sequences.push_back(model.NewSequence());
+  for (size_t i = 0; i < prompts.size(); ++i) batch.push_back({&sequences[i], prompts[i]});
+  std::vector<std::vector<float>> logits = model.AppendBatch(batch);
+  std::vector<std::vector<int32_t>> together(prompts.size());
+  for (int step = 0; step < kSteps; ++step) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      together[i].push_back(Greedy(logits[i]));
+      batch[i].tokens = std::span(&together[i].back(), 1);
+    }
+    std::vector<std::vector<float>> next = model.AppendBatch(batch);
+    if (step + 1 < kSteps) {
+      // Compare the logits, not only their argmax, against one more lone step.
+      Sequence check = model.NewSequence();
+      std::vector<int32_t> history = prompts[0];
+      history.insert(history.end(), together[0].begin(), together[0].end());
+      EXPECT_EQ(model.Append(check, history), next[0]) << "step " << step;
+    }
+    logits = std::move(next);
+  }
+  EXPECT_EQ(together, alone);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFixtures, SequenceTest, ::testing::ValuesIn(test::FixtureNames()),
+                         [](const auto& fixture) { return fixture.param; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SequenceTest);
+
+TEST(Sequence, ContextLimitCountsMetaTokens) {
+  const Model model = Model::Load(test::FixtureDir("swa_meta_bf16"));
+  const int64_t limit = model.config().max_position_embeddings - model.config().num_memory_tokens;
+  Sequence sequence = model.NewSequence();
+  model.Append(sequence, std::vector<int32_t>(static_cast<size_t>(limit - 1), 7));
+  model.Append(sequence, std::vector<int32_t>{7});
+  try {
+    model.Append(sequence, std::vector<int32_t>{7});
+    FAIL() << "appended past the context limit";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("context limit"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("max_position_embeddings (256)"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(sequence.positions(), model.config().max_position_embeddings);  // the failed call changed nothing
+}
+
+TEST(Sequence, BatchRejectsTheSameSequenceTwiceAndBadTokens) {
+  const Model model = Model::Load(test::FixtureDir("swa_meta_bf16"));
+  Sequence sequence = model.NewSequence();
+  const std::vector<int32_t> tokens = {1, 2};
+  const std::vector<Model::BatchItem> twice = {{&sequence, tokens}, {&sequence, tokens}};
+  EXPECT_THROW(model.AppendBatch(twice), Error);
+  const std::vector<int32_t> bad = {1, 9999};
+  const std::vector<Model::BatchItem> bad_batch = {{&sequence, bad}};
+  EXPECT_THROW(model.AppendBatch(bad_batch), Error);
+  EXPECT_EQ(sequence.positions(), model.config().num_memory_tokens);
+}
+
+}  // namespace
+}  // namespace hymba
