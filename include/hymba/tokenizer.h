@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,7 +32,13 @@ class Tokenizer {
   // Special tokens are skipped; byte-fallback pieces are joined into UTF-8.
   std::string Decode(std::span<const int32_t> ids) const;
 
+  // The byte of a byte-fallback piece such as <0xF0>; nullopt for other ids.
+  std::optional<uint8_t> ByteValue(int32_t id) const;
+
   int32_t bos_id() const;
+  // tokenizer_config.json's add_bos_token (true when absent, as for Llama):
+  // whether a plain prompt starts with BOS.
+  bool add_bos_token() const;
   // Largest id the tokenizer can produce, plus one.
   int32_t vocab_size() const;
 

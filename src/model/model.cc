@@ -1,6 +1,10 @@
 #include "hymba/model.h"
 
+#include <fstream>
 #include <mutex>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "hymba/error.h"
@@ -100,6 +104,27 @@ Model Model::Load(const std::filesystem::path& model_dir) {
 
   auto impl = std::make_unique<Impl>();
   impl->config = LoadConfig(config_path);
+  // E8: generation_config.json's eos_token_id wins over config.json's.
+  if (const std::filesystem::path generation = model_dir / "generation_config.json"; std::filesystem::exists(generation)) {
+    std::ifstream in(generation);
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json root;
+    try {
+      root = nlohmann::json::parse(text.str());
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(generation.string() + ": malformed JSON: " + e.what());
+    }
+    if (root.is_object() && root.contains("eos_token_id") && !root["eos_token_id"].is_null()) {
+      const nlohmann::json& eos = root["eos_token_id"];
+      std::vector<int64_t> ids;
+      for (const nlohmann::json& id : eos.is_array() ? eos : nlohmann::json::array({eos})) {
+        if (!id.is_number_integer()) throw Error(generation.string() + ": eos_token_id must be an integer or a list of them");
+        ids.push_back(id.get<int64_t>());
+      }
+      impl->config.eos_token_ids = ids;
+    }
+  }
   impl->checkpoint = Checkpoint::Open(model_dir);
   impl->weights = BindWeights(impl->config, impl->checkpoint);
   impl->inv_freq = RopeInverseFrequencies(impl->config);

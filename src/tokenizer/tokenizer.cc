@@ -42,6 +42,7 @@ struct Tokenizer::Impl {
   std::vector<AddedToken> added;  // longest content first, for leftmost-longest splitting
   std::map<int32_t, const AddedToken*> added_by_id;
   int32_t bos = 1;
+  bool add_bos = true;
   int32_t vocab_size = 0;
 
   std::vector<int32_t> EncodePiece(std::string_view text) const {
@@ -73,6 +74,10 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& model_dir) {
   const std::filesystem::path config_path = model_dir / "tokenizer_config.json";
   if (std::filesystem::exists(config_path)) {
     const json config = ReadJson(config_path);
+    if (config.contains("add_bos_token")) {
+      if (!config["add_bos_token"].is_boolean()) throw Error(config_path.string() + ": add_bos_token is not true or false");
+      impl->add_bos = config["add_bos_token"].get<bool>();
+    }
     if (config.contains("added_tokens_decoder")) {
       const json& decoder = config["added_tokens_decoder"];
       if (!decoder.is_object()) throw Error(config_path.string() + ": added_tokens_decoder is not an object");
@@ -166,7 +171,14 @@ std::string Tokenizer::Decode(std::span<const int32_t> ids) const {
   return text;
 }
 
+std::optional<uint8_t> Tokenizer::ByteValue(int32_t id) const {
+  if (id < 0 || id >= impl_->processor.GetPieceSize() || !impl_->processor.IsByte(id)) return std::nullopt;
+  const std::string piece = impl_->processor.IdToPiece(id);  // "<0xF0>"
+  return static_cast<uint8_t>(std::stoi(piece.substr(3, 2), nullptr, 16));
+}
+
 int32_t Tokenizer::bos_id() const { return impl_->bos; }
+bool Tokenizer::add_bos_token() const { return impl_->add_bos; }
 int32_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
 
 }  // namespace hymba

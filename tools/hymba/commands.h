@@ -2,10 +2,37 @@
 // turns that into a message and a non-zero exit.
 #pragma once
 
+#include <CLI/CLI.hpp>
+
 #include <filesystem>
+#include <string>
+#include <vector>
+
+#include "hymba/generate.h"
+#include "hymba/sampling.h"
 
 namespace hymba::cli {
 
 void RunInfo(const std::filesystem::path& model_dir, bool json);
+
+struct SamplingFlags {
+  SamplingParams params;
+  std::vector<std::string> logit_bias;  // as typed, parsed by Resolve()
+  SamplingParams Resolve() const;
+};
+void AddSamplingOptions(CLI::App* command, SamplingFlags& flags);
+
+struct GenerateFlags {
+  std::string model_dir;
+  std::string prompt;
+  int max_tokens = -1;
+  std::vector<std::string> stop;
+  bool json = false;
+  SamplingFlags sampling;
+};
+void RunGenerate(const GenerateFlags& flags);
+
+// llama.cpp-style timing lines on stderr.
+void PrintTimings(const GenerationResult& result);
 
 }  // namespace hymba::cli

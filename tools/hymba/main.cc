@@ -1,6 +1,4 @@
 // hymba: command-line client of libhymba.
-#include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -153,6 +151,16 @@ int Main(int argc, char** argv) {
   add_model(detokenize);
   detokenize->add_option("--tokens", tokens_text, "Comma-separated token ids")->required();
 
+  GenerateFlags generate_flags;
+  CLI::App* generate = app.add_subcommand("generate", "Continue a prompt, streaming the text");
+  generate->add_option("-m,--model", generate_flags.model_dir, "Hugging Face model directory")->required();
+  generate->add_option("-p,--prompt", generate_flags.prompt, "Prompt text (BOS added as tokenizer_config says)")->required();
+  generate->add_option("-n,--n-predict", generate_flags.max_tokens, "Tokens to generate; -1 = until EOS or the context limit")
+      ->capture_default_str();
+  generate->add_option("--stop", generate_flags.stop, "Stop when this text appears (not printed); repeatable");
+  generate->add_flag("--json", generate_flags.json, "Print one JSON object instead of streaming");
+  AddSamplingOptions(generate, generate_flags.sampling);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -164,6 +172,7 @@ int Main(int argc, char** argv) {
     if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path, top, mode, chunk);
     if (tokenize->parsed()) RunTokenize(model_dir, text, bos, no_special);
     if (detokenize->parsed()) RunDetokenize(model_dir, tokens_text);
+    if (generate->parsed()) RunGenerate(generate_flags);
   } catch (const std::exception& e) {
     std::cerr << "hymba: error: " << e.what() << "\n";
     return 1;

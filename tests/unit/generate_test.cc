@@ -1,0 +1,176 @@
+#include "hymba/generate.h"
+
+#include <gtest/gtest.h>
+
+#include "hymba/error.h"
+#include "test_util.h"
+
+namespace hymba {
+namespace {
+
+const Tokenizer& RealTokenizer() {
+  static const Tokenizer tokenizer = Tokenizer::Load(test::DataDir() / "hymba-1.5b");
+  return tokenizer;
+}
+
+std::vector<std::string> PushAll(TextStream& stream, const std::vector<int32_t>& ids) {
+  std::vector<std::string> pieces;
+  for (int32_t id : ids) pieces.push_back(stream.Push(id));
+  pieces.push_back(stream.Finish());
+  return pieces;
+}
+
+TEST(TextStream, NeverSplitsACharacterAcrossByteFallbackPieces) {
+  const std::vector<int32_t> ids = RealTokenizer().Encode("I 🦙 x", {});  // ▁I ▁ <0xF0> <0x9F> <0xA6> <0x99> ▁x
+  ASSERT_EQ(ids.size(), 7u);
+  TextStream stream(RealTokenizer(), {});
+  const std::vector<std::string> pieces = PushAll(stream, ids);
+  EXPECT_EQ(pieces, (std::vector<std::string>{"I", " ", "", "", "", "🦙", " x", ""}));
+  EXPECT_EQ(stream.text(), "I 🦙 x");  // the first piece lost its dummy-prefix space
+}
+
+TEST(TextStream, UnfinishedCharacterAtTheEndIsReleasedByFinish) {
+  const std::vector<int32_t> ids = RealTokenizer().Encode("🦙", {});
+  TextStream stream(RealTokenizer(), {});
+  for (size_t i = 0; i + 1 < ids.size(); ++i) EXPECT_EQ(stream.Push(ids[i]), "");
+  EXPECT_EQ(stream.Finish(), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // SentencePiece's U+FFFD per orphan byte
+}
+
+TEST(TextStream, StopStringSpanningTokensIsNeverShown) {
+  const std::vector<int32_t> ids = RealTokenizer().Encode("Hello world, and more", {});
+  TextStream stream(RealTokenizer(), {"o w"});
+  std::string shown;
+  for (int32_t id : ids) {
+    shown += stream.Push(id);
+    if (stream.stopped()) break;
+  }
+  shown += stream.Finish();
+  EXPECT_TRUE(stream.stopped());
+  EXPECT_EQ(shown, "Hell");
+  EXPECT_EQ(stream.text(), "Hell");
+}
+
+TEST(TextStream, HeldBackPrefixIsReleasedWhenItDoesNotComplete) {
+  const std::vector<int32_t> ids = RealTokenizer().Encode("Hello wo", {});
+  TextStream stream(RealTokenizer(), {"world!"});
+  std::string shown;
+  for (int32_t id : ids) shown += stream.Push(id);
+  EXPECT_EQ(shown, "Hello ");  // " wo" might still become "world!"... held back from " w"
+  shown += stream.Finish();
+  EXPECT_FALSE(stream.stopped());
+  EXPECT_EQ(shown, "Hello wo");
+}
+
+class GenerateTest : public ::testing::Test {
+ protected:
+  GenerateTest() : model_(Model::Load(test::FixtureDir("real_tokenizer_bf16"))) {}
+  GenerationResult Run(const GenerationOptions& options, std::string* streamed = nullptr) {
+    Sequence sequence = model_.NewSequence();
+    const std::vector<int32_t> prompt = RealTokenizer().Encode("Once upon a time", {.add_bos = true});
+    return Generate(model_, RealTokenizer(), sequence, prompt, options, [&](std::string_view text) {
+      if (streamed) *streamed += text;
+    });
+  }
+  Model model_;
+};
+
+TEST_F(GenerateTest, GreedyIsDeterministicAndStreamsWhatItReturns) {
+  GenerationOptions options;
+  options.max_tokens = 16;
+  options.sampling.temperature = 0;
+  std::string streamed;
+  const GenerationResult a = Run(options, &streamed);
+  const GenerationResult b = Run(options);
+  EXPECT_EQ(a.tokens.size(), 16u);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.stop_reason, StopReason::kMaxTokens);
+  EXPECT_EQ(streamed, a.text);
+  EXPECT_EQ(a.text, RealTokenizer().Decode(a.tokens));
+  EXPECT_EQ(a.prompt_tokens, 5);
+}
+
+TEST_F(GenerateTest, SameSeedSameSample) {
+  GenerationOptions options;
+  options.max_tokens = 12;
+  options.sampling.seed = 99;
+  options.sampling.temperature = 1.5f;
+  EXPECT_EQ(Run(options).tokens, Run(options).tokens);
+  options.sampling.seed = 100;
+  GenerationOptions other = options;
+  other.sampling.seed = 99;
+  EXPECT_NE(Run(options).tokens, Run(other).tokens);
+}
+
+TEST_F(GenerateTest, StopsAtEos) {
+  GenerationOptions options;
+  options.max_tokens = 10;
+  options.sampling.temperature = 0;
+  options.sampling.logit_bias[2] = 1000.0f;  // force </s>
+  const GenerationResult result = Run(options);
+  EXPECT_EQ(result.stop_reason, StopReason::kEos);
+  EXPECT_TRUE(result.tokens.empty());
+}
+
+TEST_F(GenerateTest, StopsAtAStopString) {
+  GenerationOptions options;
+  options.max_tokens = 16;
+  options.sampling.temperature = 0;
+  const GenerationResult free_run = Run(options);
+  ASSERT_GE(free_run.text.size(), 6u);
+  options.stop = {free_run.text.substr(3, 3)};
+  std::string streamed;
+  const GenerationResult stopped = Run(options, &streamed);
+  EXPECT_EQ(stopped.stop_reason, StopReason::kStopString);
+  EXPECT_EQ(stopped.text, free_run.text.substr(0, free_run.text.find(options.stop[0])));
+  EXPECT_EQ(streamed, stopped.text);
+}
+
+TEST_F(GenerateTest, StopsAtTheContextLimit) {
+  test::TempDir dir;
+  nlohmann::json config = test::ReadJson(test::FixtureDir("real_tokenizer_bf16") / "config.json");
+  config["max_position_embeddings"] = 128 + 9;  // meta tokens count
+  test::WriteModel(dir.path(), config, test::ReadFixtureTensors("real_tokenizer_bf16"));
+  const Model small = Model::Load(dir.path());
+  Sequence sequence = small.NewSequence();
+  GenerationOptions options;
+  options.sampling.temperature = 0;
+  const std::vector<int32_t> prompt = RealTokenizer().Encode("Once upon a time", {.add_bos = true});
+  const GenerationResult result = Generate(small, RealTokenizer(), sequence, prompt, options);
+  EXPECT_EQ(result.stop_reason, StopReason::kContextLimit);
+  // 5 prompt tokens and 4 generated ones fill the 9 text positions; the logits
+  // of the last position still give a 5th token, which is returned, not fed.
+  EXPECT_EQ(result.tokens.size(), 5u);
+  EXPECT_EQ(sequence.positions(), 137);
+  // A prompt that does not fit at all is an error, not a silent truncation.
+  Sequence fresh = small.NewSequence();
+  EXPECT_THROW(Generate(small, RealTokenizer(), fresh, std::vector<int32_t>(10, 100), options), Error);
+}
+
+TEST(GenerateCli, JsonOutputAndBadFlags) {
+  const std::string model = test::FixtureDir("real_tokenizer_bf16").string();
+  test::CommandResult result =
+      test::RunCli({"generate", "-m", model, "-p", "Hello", "-n", "5", "--temp", "0", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const nlohmann::json out = nlohmann::json::parse(result.out);
+  EXPECT_EQ(out["prompt_tokens"], 2);
+  EXPECT_EQ(out["tokens"].size(), 5u);
+  EXPECT_EQ(out["stop_reason"], "length");
+  EXPECT_TRUE(out["timings"].contains("generation_tokens_per_second"));
+  EXPECT_NE(result.err.find("prompt eval:"), std::string::npos);
+  EXPECT_NE(result.err.find("generation:"), std::string::npos);
+
+  result = test::RunCli({"generate", "-m", model, "-p", "Hello", "-n", "5", "--temp", "0"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, out["text"].get<std::string>() + "\n");
+
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--top-p", "1.5"}, {"--min-p", "-1"}, {"--repeat-penalty", "0"}, {"--logit-bias", "12x"},
+           {"--logit-bias", "99999+1"}, {"-n", "-7"}, {"--temp", "warm"}}) {
+    result = test::RunCli({"generate", "-m", model, "-p", "Hello", flag, value});
+    EXPECT_NE(result.exit_code, 0) << flag << " " << value;
+    EXPECT_NE(result.err.find(flag), std::string::npos) << flag << ": " << result.err;
+  }
+}
+
+}  // namespace
+}  // namespace hymba

@@ -1,0 +1,117 @@
+// hymba generate: a prompt in, streamed text out, llama.cpp's flags.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "hymba/hymba.h"
+
+namespace hymba::cli {
+namespace {
+
+// llama.cpp's --logit-bias spelling: TOKEN+BIAS, TOKEN-BIAS, TOKEN-inf.
+std::pair<int32_t, float> ParseLogitBias(const std::string& text) {
+  const size_t sign = text.find_first_of("+-", 1);
+  auto fail = [&]() -> std::pair<int32_t, float> {
+    throw Error("--logit-bias: \"" + text + "\" is not TOKEN+BIAS or TOKEN-BIAS (e.g. 15043+1.5, 2-inf)");
+  };
+  if (sign == std::string::npos) return fail();
+  try {
+    size_t used = 0;
+    const int token = std::stoi(text.substr(0, sign), &used);
+    if (used != sign) return fail();
+    const std::string amount = text.substr(sign + 1);
+    float bias = amount == "inf" ? std::numeric_limits<float>::infinity() : std::stof(amount, &used);
+    if (amount != "inf" && used != amount.size()) return fail();
+    return {token, text[sign] == '-' ? -bias : bias};
+  } catch (const std::logic_error&) {
+    return fail();
+  }
+}
+
+}  // namespace
+
+void AddSamplingOptions(CLI::App* command, SamplingFlags& flags) {
+  SamplingParams& p = flags.params;
+  command->add_option("--temp", p.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  command->add_option("--top-k", p.top_k, "Keep the K most likely tokens; 0 = off")->capture_default_str();
+  command->add_option("--top-p", p.top_p, "Nucleus: keep the most likely tokens up to this mass; 1 = off")
+      ->capture_default_str();
+  command->add_option("--min-p", p.min_p, "Drop tokens below this fraction of the best one; 0 = off")
+      ->capture_default_str();
+  command->add_option("--repeat-penalty", p.repeat_penalty, "Penalise tokens of the last --repeat-last-n; 1 = off")
+      ->capture_default_str();
+  command->add_option("--repeat-last-n", p.repeat_last_n, "Penalty window in tokens; 0 = off, -1 = whole context")
+      ->capture_default_str();
+  command->add_option("--presence-penalty", p.presence_penalty, "Subtracted once from tokens in the window")
+      ->capture_default_str();
+  command->add_option("--frequency-penalty", p.frequency_penalty, "Subtracted per occurrence in the window")
+      ->capture_default_str();
+  command->add_option("--logit-bias", flags.logit_bias, "TOKEN+BIAS or TOKEN-BIAS, repeatable; TOKEN-inf bans");
+  command->add_option("--seed", p.seed, "Random seed; 4294967295 = random")->capture_default_str();
+}
+
+SamplingParams SamplingFlags::Resolve() const {
+  SamplingParams resolved = params;
+  for (const std::string& entry : logit_bias) {
+    const auto [token, bias] = ParseLogitBias(entry);
+    resolved.logit_bias[token] += bias;
+  }
+  return resolved;
+}
+
+void PrintTimings(const GenerationResult& result) {
+  auto rate = [](double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; };
+  std::fprintf(stderr, "\nprompt eval: %5d tokens in %9.2f ms (%8.2f tokens/s)\n", result.prompt_tokens,
+               1e3 * result.prompt_seconds, rate(result.prompt_tokens, result.prompt_seconds));
+  std::fprintf(stderr, "generation:  %5zu tokens in %9.2f ms (%8.2f tokens/s), stop: %s\n", result.tokens.size(),
+               1e3 * result.generation_seconds,
+               rate(static_cast<double>(result.tokens.size()), result.generation_seconds),
+               StopReasonName(result.stop_reason));
+}
+
+void RunGenerate(const GenerateFlags& flags) {
+  const Model model = Model::Load(flags.model_dir);
+  const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
+  GenerationOptions options;
+  options.max_tokens = flags.max_tokens;
+  options.stop = flags.stop;
+  options.sampling = flags.sampling.Resolve();
+  const std::vector<int32_t> prompt =
+      tokenizer.Encode(flags.prompt, {.add_bos = tokenizer.add_bos_token(), .parse_special = true});
+  if (prompt.empty()) throw Error("-p: the prompt is empty and the tokenizer adds no BOS; nothing to continue");
+
+  Sequence sequence = model.NewSequence();
+  const bool stream = !flags.json;
+  const GenerationResult result = Generate(model, tokenizer, sequence, prompt, options, [&](std::string_view text) {
+    if (!stream) return;
+    std::cout << text << std::flush;
+  });
+  if (result.stop_reason == StopReason::kContextLimit) {
+    std::fprintf(stderr, "\nhymba: generation stopped at the context limit (max_position_embeddings %lld, %lld of them meta tokens)\n",
+                 static_cast<long long>(model.config().max_position_embeddings),
+                 static_cast<long long>(model.config().num_memory_tokens));
+  }
+  if (flags.json) {
+    const nlohmann::json out = {
+        {"prompt_tokens", result.prompt_tokens},
+        {"tokens", result.tokens},
+        {"text", result.text},
+        {"stop_reason", StopReasonName(result.stop_reason)},
+        {"timings",
+         {{"prompt_ms", 1e3 * result.prompt_seconds},
+          {"generation_ms", 1e3 * result.generation_seconds},
+          {"prompt_tokens_per_second", result.prompt_seconds > 0 ? result.prompt_tokens / result.prompt_seconds : 0.0},
+          {"generation_tokens_per_second",
+           result.generation_seconds > 0 ? static_cast<double>(result.tokens.size()) / result.generation_seconds : 0.0}}}};
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << "\n";
+  }
+  PrintTimings(result);
+}
+
+}  // namespace hymba::cli
