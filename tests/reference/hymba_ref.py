@@ -89,14 +89,14 @@ def rope_inv_freq(c):
         factor = 2
         base = base * ((factor * c.max_pos / c.orig_max_pos) - (factor - 1)) ** (c.dqk / (c.dqk - 2))
     exponents = torch.arange(0, c.dqk, 2, dtype=torch.int64).float() / c.dqk
-    return (1.0 / (base ** exponents.to(torch.float32))).to(torch.float32).double()
+    return (1.0 / (base ** exponents.to(torch.float32))).to(torch.float32).double()  # angles in float64
 
 
 def apply_rope(x, positions, inv_freq):
-    """x: [N, heads, d]; GPT-NeoX rotate-half over the whole head."""
-    angles = positions[:, None].double() * inv_freq[None, :]  # [N, d/2]
-    cos = torch.cat([angles.cos(), angles.cos()], -1)[:, None, :]
-    sin = torch.cat([angles.sin(), angles.sin()], -1)[:, None, :]
+    """x: [B, N, heads, d]; GPT-NeoX rotate-half over the whole head."""
+    angles = positions[:, None].to(inv_freq.dtype) * inv_freq[None, :]  # [N, d/2]
+    cos = torch.cat([angles.cos(), angles.cos()], -1)[None, :, None, :].to(x.dtype)
+    sin = torch.cat([angles.sin(), angles.sin()], -1)[None, :, None, :].to(x.dtype)
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
     return x * cos + rotated * sin
@@ -113,11 +113,12 @@ def attention_mask(c, layer, n):
 
 
 def ssm_branch(c, w, p, xs, z):
-    """Causal depthwise conv + SiLU, x_proj, dt/B/C norms, dt_proj, selective scan, gate."""
-    n = xs.shape[0]
-    conv_w = w[p + "mamba.conv1d.weight"][:, 0, :]  # [d_inner, d_conv]
-    padded = torch.cat([torch.zeros(c.d_conv - 1, c.d_inner), xs], 0)
-    xc = torch.stack([(padded[t:t + c.d_conv].T * conv_w).sum(-1) for t in range(n)])
+    """Causal depthwise conv + SiLU, x_proj, dt/B/C norms, dt_proj, selective scan, gate.
+    xs, z: [B, n, d_inner]."""
+    batch, n, _ = xs.shape
+    conv_w = w[p + "mamba.conv1d.weight"][:, 0, :]  # [d_inner, d_conv]; tap d_conv-1 is the newest input
+    padded = torch.cat([xs.new_zeros(batch, c.d_conv - 1, c.d_inner), xs], 1)
+    xc = sum(padded[:, k:k + n, :] * conv_w[:, k] for k in range(c.d_conv))
     if c.conv_bias:
         xc = xc + w[p + "mamba.conv1d.bias"]
     xc = silu(xc)
@@ -128,29 +129,33 @@ def ssm_branch(c, w, p, xs, z):
         dt = rms_norm(dt, w[p + "mamba.dt_layernorm.weight"], c.eps)
         B = rms_norm(B, w[p + "mamba.B_layernorm.weight"], c.eps)
         C = rms_norm(C, w[p + "mamba.C_layernorm.weight"], c.eps)
-    delta = softplus(dt @ w[p + "mamba.dt_proj.0.weight"].T + w[p + "mamba.dt_proj.0.bias"])  # [n, d_inner]
+    delta = softplus(dt @ w[p + "mamba.dt_proj.0.weight"].T + w[p + "mamba.dt_proj.0.bias"])  # [B, n, d_inner]
     A = -torch.exp(w[p + "mamba.A_log.0"])  # [d_inner, d_state]
     D = w[p + "mamba.D.0"]
-    h = torch.zeros(c.d_inner, c.d_state)
-    ys = []
-    for t in range(n):
-        h = torch.exp(delta[t][:, None] * A) * h + delta[t][:, None] * B[t][None, :] * xc[t][:, None]
-        ys.append(h @ C[t] + D * xc[t])
-    return torch.stack(ys) * silu(z)
+    # h_t = exp(delta_t A) h_{t-1} + delta_t B_t x_t, from h = 0; y_t = C_t . h_t + D x_t.
+    decay = torch.exp(delta[..., None] * A)  # [B, n, d_inner, d_state]
+    drive = delta[..., None] * B[:, :, None, :] * xc[..., None]
+    h = xs.new_zeros(batch, c.d_inner, c.d_state)
+    states = []
+    for decay_t, drive_t in zip(decay.unbind(1), drive.unbind(1)):  # unbind: cheap under autograd
+        h = decay_t * h + drive_t
+        states.append(h)
+    y = (torch.stack(states, 1) * C[:, :, None, :]).sum(-1) + D * xc
+    return y * silu(z)
 
 
-def forward(model, tokens, return_hidden=False):
-    """Logits [T, vocab] (float64 numpy) at every text position; meta tokens prepended."""
-    c, w = model
-    tokens = torch.tensor(tokens, dtype=torch.int64)
+def forward_batch(c, w, tokens):
+    """tokens: int64 [B, T]. Returns (logits [B, T, vocab], hidden states after each layer)."""
     x = w["model.embed_tokens.weight"][tokens]
+    batch = x.shape[0]
     if c.meta > 0:
-        x = torch.cat([w["model.memory_tokens"], x], 0)
-    n = x.shape[0]
+        x = torch.cat([w["model.memory_tokens"][None].expand(batch, -1, -1), x], 1)
+    n = x.shape[1]
     positions = torch.arange(n)
     inv_freq = rope_inv_freq(c) if c.rope else None
-    kv = {}  # owner layer -> (K after RoPE [n, kv_heads, dqk], V [n, kv_heads, dv])
+    kv = {}  # owner layer -> (K after RoPE [B, n, kv_heads, dqk], V [B, n, kv_heads, dv])
     hidden_states = [x]
+    group = c.heads // c.kv_heads
     for layer in range(c.layers):
         p = f"model.layers.{layer}."
         owner = c.kv_source[layer] == layer
@@ -166,25 +171,24 @@ def forward(model, tokens, return_hidden=False):
 
         ssm_out = ssm_branch(c, w, p, xs, z)
 
-        q = q.reshape(n, c.heads, c.dqk)
+        q = q.reshape(batch, n, c.heads, c.dqk)
         if c.kq_norm:
             q = rms_norm(q, w[p + "mamba.self_attn.q_norm.weight"], c.eps)
         if c.rope:
             q = apply_rope(q, positions, inv_freq)
         if owner:
-            k = k.reshape(n, c.kv_heads, c.dqk)
+            k = k.reshape(batch, n, c.kv_heads, c.dqk)
             if c.kq_norm:
                 k = rms_norm(k, w[p + "mamba.self_attn.k_norm.weight"], c.eps)
             if c.rope:
                 k = apply_rope(k, positions, inv_freq)
-            kv[layer] = (k, v.reshape(n, c.kv_heads, c.dv))
+            kv[layer] = (k, v.reshape(batch, n, c.kv_heads, c.dv))
         keys, values = kv[c.kv_source[layer]]
-        group = c.heads // c.kv_heads
-        keys = keys.repeat_interleave(group, 1)  # query head h reads kv head h // group
-        values = values.repeat_interleave(group, 1)
-        scores = torch.einsum("ihd,jhd->hij", q, keys) / math.sqrt(c.dqk)
-        scores = scores.masked_fill(~attention_mask(c, layer, n)[None], float("-inf"))
-        attn_out = torch.einsum("hij,jhd->ihd", torch.softmax(scores, -1), values).reshape(n, c.heads * c.dv)
+        keys = keys.repeat_interleave(group, 2)  # query head h reads kv head h // group
+        values = values.repeat_interleave(group, 2)
+        scores = torch.einsum("bihd,bjhd->bhij", q, keys) / math.sqrt(c.dqk)
+        scores = scores.masked_fill(~attention_mask(c, layer, n)[None, None], float("-inf"))
+        attn_out = torch.einsum("bhij,bjhd->bihd", torch.softmax(scores, -1), values).reshape(batch, n, c.heads * c.dv)
 
         fused = (rms_norm(attn_out, w[p + "mamba.pre_avg_layernorm1.weight"], c.eps)
                  + rms_norm(ssm_out, w[p + "mamba.pre_avg_layernorm2.weight"], c.eps)) / 2
@@ -203,12 +207,27 @@ def forward(model, tokens, return_hidden=False):
             x = x + act @ w[p + "moe.experts.0.down_proj.weight"].T
         hidden_states.append(x)
 
-    x = rms_norm(x, w["model.final_layernorm.weight"], c.eps)[c.meta:]
+    x = rms_norm(x, w["model.final_layernorm.weight"], c.eps)[:, c.meta:]
     head = w["model.embed_tokens.weight"] if c.tie or "lm_head.weight" not in w else w["lm_head.weight"]
-    logits = (x @ head.T).numpy()
+    return x @ head.T, hidden_states
+
+
+def forward(model, tokens, return_hidden=False):
+    """Logits [T, vocab] (float64 numpy) at every text position; meta tokens prepended."""
+    c, w = model
+    with torch.no_grad():
+        logits, hidden_states = forward_batch(c, w, torch.tensor([tokens], dtype=torch.int64))
     if return_hidden:
-        return logits, [h.numpy() for h in hidden_states]
-    return logits
+        return logits[0].numpy(), [h[0].numpy() for h in hidden_states]
+    return logits[0].numpy()
+
+
+def greedy(model, prompt, count):
+    """The greedy continuation by full recomputation at every step."""
+    tokens = list(prompt)
+    for _ in range(count):
+        tokens.append(int(np.argmax(forward(model, tokens)[-1])))
+    return tokens[len(prompt):]
 
 
 if __name__ == "__main__":
