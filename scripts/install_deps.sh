@@ -10,7 +10,7 @@ packages=(
 )
 if [[ "${1:-}" == "--with-reference" ]]; then
   # The float64 PyTorch reference and the tokenizer oracle (tests/reference/).
-  packages+=(python3 python3-numpy python3-torch python3-sentencepiece)
+  packages+=(python3 python3-numpy python3-torch python3-sentencepiece python3-jinja2)
 fi
 
 missing=()

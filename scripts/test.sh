@@ -13,6 +13,7 @@ scripts/install_deps.sh --with-reference
 echo "== Float64 reference: regenerate fixtures and tokenizer cases, compare with the committed ones"
 /usr/bin/python3 tests/reference/make_fixtures.py --check
 /usr/bin/python3 tests/reference/tokenizer_cases.py --check
+/usr/bin/python3 tests/reference/template_cases.py --check
 
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
