@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job on what the project ships: builds hymba, shows what Hymba-1.5B
-# costs (its real config), tokenizes a chat prompt with the real tokenizer,
-# and computes next-token logits with a small Hymba checkpoint from tests/data.
+# The main job on what the project ships: builds hymba, generates text with
+# the small Hymba trained by the project (models/hymba-kjv-tiny), and shows what
+# Hymba-1.5B costs in memory (its real config.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,9 +10,5 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
 
 set -x
+build/hymba generate -m models/hymba-kjv-tiny -p "And God said unto Moses," -n 96 --seed 42
 build/hymba info -m tests/data/hymba-1.5b
-build/hymba tokenize -m tests/data/hymba-1.5b \
-  --text $'<extra_id_0>System\n\n<extra_id_1>User\nHello!\n<extra_id_1>Assistant\n'
-model=tests/data/fixtures/real_tokenizer_bf16
-tokens=$(build/hymba tokenize -m "$model" --text "The quick brown fox jumps over the lazy" | tr -d '[]')
-build/hymba logits -m "$model" --tokens "$tokens" --top 5

@@ -46,6 +46,8 @@ struct GenerationOptions {
   int max_tokens = -1;  // -1: until EOS, a stop string or the context limit
   std::vector<std::string> stop;
   SamplingParams sampling;
+  // Called once the prompt is in the sequence, before the first token is drawn.
+  std::function<void(const Sequence&)> after_prompt;
 };
 
 enum class StopReason { kEos, kStopString, kMaxTokens, kContextLimit };

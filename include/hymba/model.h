@@ -36,6 +36,7 @@ class Sequence {
 
   int64_t positions() const;  // meta tokens included
   size_t bytes() const;       // resident bytes of the state
+  Sequence Clone() const;     // an independent copy, to continue two ways
 
  private:
   friend class Model;

@@ -35,6 +35,12 @@ class Tokenizer {
   // The byte of a byte-fallback piece such as <0xF0>; nullopt for other ids.
   std::optional<uint8_t> ByteValue(int32_t id) const;
 
+  // tokenizer_config.json's chat_template, empty when it has none.
+  const std::string& chat_template() const;
+  // The text of the BOS and EOS tokens, as chat templates receive them.
+  std::string bos_token() const;
+  std::string eos_token() const;
+
   int32_t bos_id() const;
   // tokenizer_config.json's add_bos_token (true when absent, as for Llama):
   // whether a plain prompt starts with BOS.

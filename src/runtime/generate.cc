@@ -96,6 +96,7 @@ GenerationResult Generate(const Model& model, const Tokenizer& tokenizer, Sequen
   const auto prefill_start = Clock::now();
   std::vector<float> logits = model.Append(sequence, prompt);
   result.prompt_seconds = std::chrono::duration<double>(Clock::now() - prefill_start).count();
+  if (options.after_prompt) options.after_prompt(sequence);
 
   const auto generation_start = Clock::now();
   while (true) {

@@ -2,7 +2,7 @@
 // HF's trim_blocks / lstrip_blocks and `-` whitespace control applied to the
 // text), tag contents are tokenised, and a recursive-descent parser builds the
 // tree that chat_template_eval.cc renders.
-#include "tokenizer/chat_template.h"
+#include "hymba/chat_template.h"
 
 #include <cctype>
 

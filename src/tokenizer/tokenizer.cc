@@ -43,7 +43,14 @@ struct Tokenizer::Impl {
   std::map<int32_t, const AddedToken*> added_by_id;
   int32_t bos = 1;
   bool add_bos = true;
+  std::string chat_template;
   int32_t vocab_size = 0;
+
+  std::string TokenText(int32_t id) const {
+    if (auto it = added_by_id.find(id); it != added_by_id.end()) return it->second->content;
+    if (id >= 0 && id < processor.GetPieceSize()) return processor.IdToPiece(id);
+    return "";
+  }
 
   std::vector<int32_t> EncodePiece(std::string_view text) const {
     std::vector<int> ids;
@@ -77,6 +84,12 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& model_dir) {
     if (config.contains("add_bos_token")) {
       if (!config["add_bos_token"].is_boolean()) throw Error(config_path.string() + ": add_bos_token is not true or false");
       impl->add_bos = config["add_bos_token"].get<bool>();
+    }
+    if (config.contains("chat_template") && !config["chat_template"].is_null()) {
+      if (!config["chat_template"].is_string()) {
+        throw Error(config_path.string() + ": chat_template must be a string (named template lists are not supported)");
+      }
+      impl->chat_template = config["chat_template"].get<std::string>();
     }
     if (config.contains("added_tokens_decoder")) {
       const json& decoder = config["added_tokens_decoder"];
@@ -176,6 +189,10 @@ std::optional<uint8_t> Tokenizer::ByteValue(int32_t id) const {
   const std::string piece = impl_->processor.IdToPiece(id);  // "<0xF0>"
   return static_cast<uint8_t>(std::stoi(piece.substr(3, 2), nullptr, 16));
 }
+
+const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
+std::string Tokenizer::bos_token() const { return impl_->TokenText(impl_->bos); }
+std::string Tokenizer::eos_token() const { return impl_->TokenText(impl_->processor.eos_id()); }
 
 int32_t Tokenizer::bos_id() const { return impl_->bos; }
 bool Tokenizer::add_bos_token() const { return impl_->add_bos; }

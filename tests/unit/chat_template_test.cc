@@ -1,6 +1,6 @@
 // The Jinja subset against python3-jinja2 configured as transformers
 // configures it (tests/reference/template_cases.py), byte for byte.
-#include "tokenizer/chat_template.h"
+#include "hymba/chat_template.h"
 
 #include <gtest/gtest.h>
 

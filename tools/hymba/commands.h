@@ -32,6 +32,16 @@ struct GenerateFlags {
 };
 void RunGenerate(const GenerateFlags& flags);
 
+struct ChatFlags {
+  std::string model_dir;
+  std::string system;
+  int max_tokens = -1;
+  std::vector<std::string> stop;
+  SamplingFlags sampling;
+};
+void RunChat(const ChatFlags& flags);
+void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::path& messages_file, bool generation_prompt);
+
 // llama.cpp-style timing lines on stderr.
 void PrintTimings(const GenerationResult& result);
 

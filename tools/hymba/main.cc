@@ -161,6 +161,22 @@ int Main(int argc, char** argv) {
   generate->add_flag("--json", generate_flags.json, "Print one JSON object instead of streaming");
   AddSamplingOptions(generate, generate_flags.sampling);
 
+  ChatFlags chat_flags;
+  CLI::App* chat = app.add_subcommand("chat", "Interactive multi-turn chat through the model's chat template");
+  chat->add_option("-m,--model", chat_flags.model_dir, "Hugging Face model directory")->required();
+  chat->add_option("--system", chat_flags.system, "System message");
+  chat->add_option("-n,--n-predict", chat_flags.max_tokens, "Tokens per reply at most; -1 = no limit")->capture_default_str();
+  chat->add_option("--stop", chat_flags.stop, "Also stop a reply at this text; repeatable");
+  AddSamplingOptions(chat, chat_flags.sampling);
+
+  std::string messages_file;
+  bool no_generation_prompt = false;
+  CLI::App* prompt = app.add_subcommand("prompt", "Print the chat template's rendering of a conversation");
+  add_model(prompt);
+  prompt->add_option("--messages", messages_file, "JSON file: a list of {role, content}, or an object with messages")
+      ->required();
+  prompt->add_flag("--no-generation-prompt", no_generation_prompt, "Do not open an assistant turn at the end");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -173,6 +189,8 @@ int Main(int argc, char** argv) {
     if (tokenize->parsed()) RunTokenize(model_dir, text, bos, no_special);
     if (detokenize->parsed()) RunDetokenize(model_dir, tokens_text);
     if (generate->parsed()) RunGenerate(generate_flags);
+    if (chat->parsed()) RunChat(chat_flags);
+    if (prompt->parsed()) RunPrompt(model_dir, messages_file, !no_generation_prompt);
   } catch (const std::exception& e) {
     std::cerr << "hymba: error: " << e.what() << "\n";
     return 1;

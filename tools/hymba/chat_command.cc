@@ -1,0 +1,156 @@
+// hymba chat and hymba prompt: conversations through the model's chat template.
+//
+// The chat keeps one sequence for the whole conversation and feeds it only
+// what each turn adds: the rendered conversation of turn k+1 starts with the
+// tokens turn k fed, so only the difference is appended. Hymba's SSM state
+// cannot be rolled back, so a snapshot taken after each prompt lets a turn
+// continue from there when the reply's own tokens differ from how the template
+// re-tokenizes it; only when neither matches is the conversation re-read.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "hymba/chat_template.h"
+#include "hymba/hymba.h"
+
+namespace hymba::cli {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+ChatTemplate LoadTemplate(const std::filesystem::path& model_dir, const Tokenizer& tokenizer) {
+  if (tokenizer.chat_template().empty()) {
+    throw Error((model_dir / "tokenizer_config.json").string() + ": no chat_template; this model has no chat format");
+  }
+  return ChatTemplate(tokenizer.chat_template());
+}
+
+Json RenderContext(const Json& conversation, bool generation_prompt, const Tokenizer& tokenizer) {
+  Json context = conversation;
+  context["add_generation_prompt"] = generation_prompt;
+  if (!context.contains("bos_token")) context["bos_token"] = tokenizer.bos_token();
+  if (!context.contains("eos_token")) context["eos_token"] = tokenizer.eos_token();
+  return context;
+}
+
+// The tokens a conversation's rendering turns into: as apply_chat_template,
+// without an added BOS, special-token text parsed (E7).
+std::vector<int32_t> PromptTokens(const ChatTemplate& chat, const Json& conversation, const Tokenizer& tokenizer) {
+  return tokenizer.Encode(chat.Render(RenderContext(conversation, true, tokenizer)), {.add_bos = false, .parse_special = true});
+}
+
+bool StartsWith(const std::vector<int32_t>& tokens, const std::vector<int32_t>& prefix) {
+  return prefix.size() <= tokens.size() && std::equal(prefix.begin(), prefix.end(), tokens.begin());
+}
+
+// A sequence with the exact tokens it has been fed.
+struct FedSequence {
+  Sequence sequence;
+  std::vector<int32_t> tokens;
+};
+
+}  // namespace
+
+void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::path& messages_file, bool generation_prompt) {
+  const Tokenizer tokenizer = Tokenizer::Load(model_dir);
+  const ChatTemplate chat = LoadTemplate(model_dir, tokenizer);
+  std::ifstream in(messages_file);
+  if (!in) throw Error(messages_file.string() + ": cannot open");
+  Json conversation;
+  try {
+    conversation = Json::parse(in);
+  } catch (const Json::exception& e) {
+    throw Error(messages_file.string() + ": malformed JSON: " + e.what());
+  }
+  if (conversation.is_array()) conversation = Json{{"messages", conversation}};
+  if (!conversation.is_object() || !conversation.contains("messages") || !conversation["messages"].is_array()) {
+    throw Error(messages_file.string() + ": expected a list of messages or an object with \"messages\"");
+  }
+  std::cout << chat.Render(RenderContext(conversation, generation_prompt, tokenizer));
+}
+
+void RunChat(const ChatFlags& flags) {
+  const Model model = Model::Load(flags.model_dir);
+  const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
+  const ChatTemplate chat = LoadTemplate(flags.model_dir, tokenizer);
+  GenerationOptions options;
+  options.max_tokens = flags.max_tokens;
+  options.sampling = flags.sampling.Resolve();
+  options.stop = flags.stop;
+  // E8: with a template whose turns start with <extra_id_1> (Hymba's), the
+  // text of the next turn or of </s> ends the reply.
+  if (chat.Mentions("<extra_id_1>")) {
+    options.stop.push_back("<extra_id_1>");
+    options.stop.push_back("</s>");
+  }
+  const bool interactive = isatty(STDIN_FILENO) != 0;
+
+  Json conversation = {{"messages", Json::array()}};
+  if (!flags.system.empty()) conversation["messages"].push_back({{"role", "system"}, {"content", flags.system}});
+  std::optional<FedSequence> live;      // after the last reply
+  std::optional<FedSequence> snapshot;  // after the last prompt, before the reply
+
+  if (interactive) std::cout << "hymba chat: /clear starts over, /exit or end of input quits\n";
+  std::string line;
+  while (true) {
+    if (interactive) std::cout << "\n> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (line == "/exit") break;
+    if (line == "/clear") {
+      conversation["messages"] = Json::array();
+      if (!flags.system.empty()) conversation["messages"].push_back({{"role", "system"}, {"content", flags.system}});
+      live.reset();
+      snapshot.reset();
+      std::cerr << "(conversation cleared)\n";
+      continue;
+    }
+    if (line.empty()) continue;
+    conversation["messages"].push_back({{"role", "user"}, {"content", line}});
+    const std::vector<int32_t> prompt = PromptTokens(chat, conversation, tokenizer);
+
+    FedSequence current = [&] {
+      if (live && StartsWith(prompt, live->tokens)) return std::move(*live);
+      if (snapshot && StartsWith(prompt, snapshot->tokens)) {
+        std::cerr << "(the reply re-tokenizes differently: continuing from the end of the previous prompt)\n";
+        return std::move(*snapshot);
+      }
+      if (live || snapshot) std::cerr << "(re-reading the conversation: it no longer starts with what was fed)\n";
+      return FedSequence{model.NewSequence(), {}};
+    }();
+    live.reset();
+    snapshot.reset();
+    const std::vector<int32_t> added(prompt.begin() + static_cast<ptrdiff_t>(current.tokens.size()), prompt.end());
+    if (added.empty()) throw Error("the chat template rendered nothing new for this turn");
+
+    current.tokens.insert(current.tokens.end(), added.begin(), added.end());
+    options.after_prompt = [&](const Sequence& prompted) { snapshot = FedSequence{prompted.Clone(), current.tokens}; };
+    GenerationResult result = Generate(model, tokenizer, current.sequence, added, options, [](std::string_view text) {
+      std::cout << text << std::flush;
+    });
+    std::cout << "\n" << std::flush;
+    PrintTimings(result);
+    if (result.stop_reason == StopReason::kContextLimit) {
+      std::cerr << "hymba: the conversation reached the context limit (max_position_embeddings "
+                << model.config().max_position_embeddings << "); /clear to start over\n";
+    }
+    // What the sequence was fed: the prompt, then every generated token except
+    // the one whose text completed a stop string or hit the context limit.
+    const size_t fed_replies = result.tokens.size() - (result.stop_reason == StopReason::kStopString ||
+                                                               result.stop_reason == StopReason::kContextLimit
+                                                           ? (result.tokens.empty() ? 0 : 1)
+                                                           : 0);
+    current.tokens.insert(current.tokens.end(), result.tokens.begin(),
+                          result.tokens.begin() + static_cast<ptrdiff_t>(fed_replies));
+    live = std::move(current);
+    conversation["messages"].push_back({{"role", "assistant"}, {"content", result.text}});
+  }
+}
+
+}  // namespace hymba::cli
