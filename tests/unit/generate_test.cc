@@ -146,6 +146,24 @@ TEST_F(GenerateTest, StopsAtTheContextLimit) {
   EXPECT_THROW(Generate(small, RealTokenizer(), fresh, std::vector<int32_t>(10, 100), options), Error);
 }
 
+TEST(GenerateCli, ContextOverflowIsAClearError) {
+  test::TempDir dir;
+  nlohmann::json config = test::ReadJson(test::FixtureDir("real_tokenizer_bf16") / "config.json");
+  config["max_position_embeddings"] = 128 + 4;
+  test::WriteModel(dir.path(), config, test::ReadFixtureTensors("real_tokenizer_bf16"));
+  for (const char* file : {"tokenizer.model", "tokenizer_config.json"}) {
+    std::filesystem::copy_file(test::FixtureDir("real_tokenizer_bf16") / file, dir / file);
+  }
+  test::CommandResult result = test::RunCli({"generate", "-m", dir.path().string(), "-p", "one two three four five six"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("context limit"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("max_position_embeddings (132)"), std::string::npos) << result.err;
+  result = test::RunCli({"generate", "-m", dir.path().string(), "-p", "one", "--temp", "0"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("stopped at the context limit"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("stop: context"), std::string::npos) << result.err;
+}
+
 TEST(GenerateCli, JsonOutputAndBadFlags) {
   const std::string model = test::FixtureDir("real_tokenizer_bf16").string();
   test::CommandResult result =
