@@ -15,7 +15,8 @@ KvCache::KvCache(const Config& config, int owner)
     : key_width_(static_cast<size_t>(config.k_width)),
       value_width_(static_cast<size_t>(config.v_width)),
       meta_(config.num_memory_tokens),
-      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
+      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0),
+      block_slots_(ring_ > 0 ? static_cast<size_t>(meta_ + ring_) : kHistoryBlock) {}
 
 size_t KvCache::Slot(int64_t position) const {
   if (ring_ == 0 || position < meta_) return static_cast<size_t>(position);
@@ -30,12 +31,14 @@ void KvCache::Append(const float* key, const float* value) {
 
 const float* KvCache::Key(int64_t position) const {
   if (position >= committed_) return &scratch_keys_[static_cast<size_t>(position - committed_) * key_width_];
-  return &keys_[Slot(position) * key_width_];
+  const size_t slot = Slot(position);
+  return &key_blocks_[slot / block_slots_][(slot % block_slots_) * key_width_];
 }
 
 const float* KvCache::Value(int64_t position) const {
   if (position >= committed_) return &scratch_values_[static_cast<size_t>(position - committed_) * value_width_];
-  return &values_[Slot(position) * value_width_];
+  const size_t slot = Slot(position);
+  return &value_blocks_[slot / block_slots_][(slot % block_slots_) * value_width_];
 }
 
 void KvCache::Commit() {
@@ -43,20 +46,24 @@ void KvCache::Commit() {
     const bool evicted = ring_ > 0 && position >= meta_ && position < positions_ - ring_;
     if (evicted) continue;
     const size_t slot = Slot(position);
-    if ((slot + 1) * key_width_ > keys_.size()) {
-      keys_.resize((slot + 1) * key_width_);
-      values_.resize((slot + 1) * value_width_);
+    while (slot / block_slots_ >= key_blocks_.size()) {
+      key_blocks_.emplace_back(block_slots_ * key_width_);
+      value_blocks_.emplace_back(block_slots_ * value_width_);
     }
+    slots_used_ = std::max(slots_used_, slot + 1);
     const size_t scratch_row = static_cast<size_t>(position - committed_);
-    std::copy_n(&scratch_keys_[scratch_row * key_width_], key_width_, &keys_[slot * key_width_]);
-    std::copy_n(&scratch_values_[scratch_row * value_width_], value_width_, &values_[slot * value_width_]);
+    std::copy_n(&scratch_keys_[scratch_row * key_width_], key_width_,
+                &key_blocks_[slot / block_slots_][(slot % block_slots_) * key_width_]);
+    std::copy_n(&scratch_values_[scratch_row * value_width_], value_width_,
+                &value_blocks_[slot / block_slots_][(slot % block_slots_) * value_width_]);
   }
-  scratch_keys_.clear();
-  scratch_values_.clear();
+  // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.
+  std::vector<float>().swap(scratch_keys_);
+  std::vector<float>().swap(scratch_values_);
   committed_ = positions_;
 }
 
-size_t KvCache::bytes() const { return (keys_.size() + values_.size()) * sizeof(float); }
+size_t KvCache::bytes() const { return slots_used_ * (key_width_ + value_width_) * sizeof(float); }
 
 SequenceState::SequenceState(const Config& config) : layers(static_cast<size_t>(config.num_hidden_layers)) {
   const auto d_inner = static_cast<size_t>(config.d_inner);

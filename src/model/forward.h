@@ -35,7 +35,13 @@ class KvCache {
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
   int64_t positions_ = 0;
   int64_t committed_ = 0;  // positions before this are in the persistent slots
-  std::vector<float> keys_, values_;                  // [slots, width]
+  // Persistent slots live in blocks that are never moved or resized: a ring
+  // is one block of meta + ring slots; a full history grows a block of
+  // kHistoryBlock slots at a time, so it holds at most one partly used block.
+  static constexpr size_t kHistoryBlock = 256;
+  size_t block_slots_;
+  std::vector<std::vector<float>> key_blocks_, value_blocks_;  // [block][slot in block, width]
+  size_t slots_used_ = 0;
   std::vector<float> scratch_keys_, scratch_values_;  // [positions_ - committed_, width]
 };
 

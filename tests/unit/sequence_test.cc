@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <malloc.h>
+
+#include <cstdio>
 
 #include "hymba/error.h"
 #include "hymba/info.h"
@@ -85,6 +88,48 @@ TEST_P(SequenceTest, BatchedStepsEqualSingleSequenceSteps) {
 INSTANTIATE_TEST_SUITE_P(AllFixtures, SequenceTest, ::testing::ValuesIn(test::FixtureNames()),
                          [](const auto& fixture) { return fixture.param; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SequenceTest);
+
+// Resident memory, as the kernel counts it, grows by what Sequence::bytes()
+// (and so `hymba info`) says: 8 sequences of 1,200 tokens on the shipped model.
+TEST(Sequence, ResidentMemoryAgreesWithTheAccounting) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's shadow memory inflates the resident set";
+#else
+  auto resident_bytes = [] {
+    malloc_trim(0);  // count live memory, not what the allocator keeps for reuse
+    long pages_total = 0, pages_resident = 0;
+    FILE* statm = std::fopen("/proc/self/statm", "r");
+    if (statm == nullptr || std::fscanf(statm, "%ld %ld", &pages_total, &pages_resident) != 2) pages_resident = -1;
+    if (statm != nullptr) std::fclose(statm);
+    return static_cast<double>(pages_resident) * 4096.0;
+  };
+  const Model model = Model::Load(std::filesystem::path(HYMBA_TEST_DATA) / ".." / ".." / "models" / "hymba-kjv-tiny");
+  std::vector<int32_t> tokens(1200);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + i % 1000);
+  {
+    // Warm up outside the measurement: the meta prefix (computed once per
+    // model), the mapped weights' pages and the code.
+    Sequence warm_up = model.NewSequence();
+    model.Append(warm_up, std::span(tokens).first(300));
+  }
+  const double before = resident_bytes();
+  std::vector<Sequence> sequences;
+  for (int i = 0; i < 8; ++i) sequences.push_back(model.NewSequence());
+  for (size_t first = 0; first < tokens.size(); first += 300) {
+    std::vector<Model::BatchItem> batch;
+    for (Sequence& sequence : sequences) batch.push_back({&sequence, std::span(tokens).subspan(first, 300)});
+    model.AppendBatch(batch);
+  }
+  const double measured = resident_bytes() - before;
+  double accounted = 0;
+  for (const Sequence& sequence : sequences) accounted += static_cast<double>(sequence.bytes());
+  EXPECT_EQ(static_cast<int64_t>(sequences[0].bytes()),
+            DescribeModel(model.config(), false).engine.BytesAt(model.config(), 1200, true));
+  EXPECT_GT(measured, 0.9 * accounted) << "measured " << measured << " accounted " << accounted;
+  EXPECT_LT(measured, 1.15 * accounted + (4 << 20)) << "measured " << measured << " accounted " << accounted;
+  std::printf("8 sequences x 1200 tokens: %.2f MB resident, %.2f MB accounted\n", measured / 1e6, accounted / 1e6);
+#endif
+}
 
 TEST(Sequence, ContextLimitCountsMetaTokens) {
   const Model model = Model::Load(test::FixtureDir("swa_meta_bf16"));
