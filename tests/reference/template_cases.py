@@ -9,10 +9,11 @@ Run with /usr/bin/python3."""
 import argparse
 import json
 import os
-import sys
 
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from golden_file import write_or_check
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "data"))
@@ -170,15 +171,7 @@ def main():
     args = parser.parse_args()
     cases = build()
     text = json.dumps(cases, indent=1, ensure_ascii=False) + "\n"
-    if args.check:
-        with open(OUTPUT, encoding="utf-8") as f:
-            same = f.read() == text
-        print(f"template cases: {'ok' if same else 'MISMATCH with ' + OUTPUT}")
-        sys.exit(0 if same else 1)
-    with open(OUTPUT, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {len(cases)} cases to {OUTPUT}")
-
+    write_or_check(OUTPUT, text, f"{len(cases)} template cases", args.check)
 
 if __name__ == "__main__":
     main()

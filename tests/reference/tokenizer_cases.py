@@ -13,9 +13,10 @@ Run with Debian's /usr/bin/python3 (python3-sentencepiece)."""
 import argparse
 import json
 import os
-import sys
 
 import sentencepiece
+
+from golden_file import write_or_check
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "data"))
@@ -103,16 +104,7 @@ def main():
     args = parser.parse_args()
     cases = build()
     text = json.dumps(cases, indent=1, ensure_ascii=False) + "\n"
-    if args.check:
-        with open(OUTPUT, encoding="utf-8") as f:
-            same = f.read() == text
-        print(f"tokenizer cases: {'ok' if same else 'MISMATCH with ' + OUTPUT}")
-        print(f"{int(same)} passed, {int(not same)} failed")
-        sys.exit(0 if same else 1)
-    with open(OUTPUT, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {len(cases)} cases to {OUTPUT}")
-
+    write_or_check(OUTPUT, text, f"{len(cases)} tokenizer cases", args.check)
 
 if __name__ == "__main__":
     main()
