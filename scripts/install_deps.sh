@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
-  libsentencepiece-dev nlohmann-json3-dev libcli11-dev
+  libsentencepiece-dev nlohmann-json3-dev libcli11-dev libhwy-dev
   libgtest-dev libgmock-dev
 )
 if [[ "${1:-}" == "--with-reference" ]]; then

@@ -52,13 +52,15 @@ class Model {
  public:
   // Loads config.json and model.safetensors (or the shards named by
   // model.safetensors.index.json) from a Hugging Face model directory.
-  static Model Load(const std::filesystem::path& model_dir);
+  // `threads` computes with that many threads, 0 with one per core.
+  static Model Load(const std::filesystem::path& model_dir, size_t threads = 0);
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
 
   const Config& config() const;
+  size_t threads() const;
   const WeightStorage& storage() const;
 
   // A new sequence positioned after the meta tokens, whose state is computed

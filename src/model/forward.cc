@@ -138,14 +138,14 @@ void CausalConv(const Config& c, const LayerWeights& w, std::vector<float>& conv
 // Input-dependent SSM parameters of every row (spec 3.4.2 steps 2-4): x_proj,
 // the dt/B/C norms, and dt_proj without its bias. xc: [rows, d_inner];
 // params: [rows, dt_rank | B | C]; delta_pre: [rows, d_inner].
-void SsmParameters(const Config& c, const LayerWeights& w, const float* xc, size_t rows, std::vector<float>& params,
-                   std::vector<float>& delta_pre) {
+void SsmParameters(const Config& c, const LayerWeights& w, ThreadPool& pool, const float* xc, size_t rows,
+                   std::vector<float>& params, std::vector<float>& delta_pre) {
   const auto d_state = static_cast<size_t>(c.mamba_d_state);
   const auto dt_rank = static_cast<size_t>(c.mamba_dt_rank);
   const auto eps = static_cast<float>(c.rms_norm_eps);
   const size_t width = dt_rank + 2 * d_state;
   params.resize(rows * width);
-  MatMul(w.x_proj, xc, rows, params.data());
+  MatMul(w.x_proj, xc, rows, params.data(), pool);
   std::vector<float> dt(rows * dt_rank);  // [rows, dt_rank]
   for (size_t r = 0; r < rows; ++r) {
     float* row = &params[r * width];
@@ -157,7 +157,7 @@ void SsmParameters(const Config& c, const LayerWeights& w, const float* xc, size
     std::copy_n(row, dt_rank, &dt[r * dt_rank]);
   }
   delta_pre.resize(rows * static_cast<size_t>(c.d_inner));
-  MatMul(w.dt_proj, dt.data(), rows, delta_pre.data());
+  MatMul(w.dt_proj, dt.data(), rows, delta_pre.data(), pool);
 }
 
 // Mamba-1 selective scan over one segment (spec 3.4.2 step 5): per channel
@@ -256,18 +256,18 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
 }
 
 // SwiGLU (down(silu(gate u) * up u)) or relu2 (down(relu(up u)^2)). u, out: [rows, hidden].
-void Mlp(const Config& c, const LayerWeights& w, const float* u, size_t rows, float* out) {
+void Mlp(const Config& c, const LayerWeights& w, ThreadPool& pool, const float* u, size_t rows, float* out) {
   const auto width = static_cast<size_t>(c.intermediate_size);
   std::vector<float> up(rows * width);  // [rows, intermediate]
-  MatMul(w.up_proj, u, rows, up.data());
+  MatMul(w.up_proj, u, rows, up.data(), pool);
   if (c.mlp_activation == MlpActivation::kSilu) {
     std::vector<float> gate(rows * width);
-    MatMul(w.gate_proj, u, rows, gate.data());
+    MatMul(w.gate_proj, u, rows, gate.data(), pool);
     for (size_t i = 0; i < up.size(); ++i) up[i] *= Silu(gate[i]);
   } else {
     for (float& value : up) value = value > 0.0f ? value * value : 0.0f;
   }
-  MatMul(w.down_proj, up.data(), rows, out);
+  MatMul(w.down_proj, up.data(), rows, out, pool);
 }
 
 // One decoder layer (spec 3.3-3.4): x [rows, hidden] in place.
@@ -285,7 +285,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   // in_proj rows: q | k | v | x | z for owners, q | x | z for consumers (spec 3.4.1).
   const auto width = static_cast<size_t>(c.InProjRows(layer));
   std::vector<float> proj(rows * width);  // [rows, in_proj rows]
-  MatMul(w.in_proj, u.data(), rows, proj.data());
+  MatMul(w.in_proj, u.data(), rows, proj.data(), context.pool);
   if (!w.in_proj_bias.empty()) {
     for (size_t r = 0; r < rows; ++r) {
       for (size_t i = 0; i < width; ++i) proj[r * width + i] += w.in_proj_bias[i];
@@ -303,7 +303,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
                &xc[s.first_row * d_inner]);
   }
   std::vector<float> params, delta_pre;
-  SsmParameters(c, w, xc.data(), rows, params, delta_pre);
+  SsmParameters(c, w, context.pool, xc.data(), rows, params, delta_pre);
   const size_t params_width = static_cast<size_t>(c.mamba_dt_rank + 2 * c.mamba_d_state);
   std::vector<float> ssm_out(rows * d_inner);   // [rows, d_inner]
   std::vector<float> attn_out(rows * d_inner);  // [rows, heads * head_dim_v]
@@ -324,7 +324,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
     for (size_t i = 0; i < d_inner; ++i) fused[r * d_inner + i] = (fused[r * d_inner + i] + normed[i]) / 2.0f;
   }
   std::vector<float> mixed(rows * hidden);  // [rows, hidden]
-  MatMul(w.out_proj, fused.data(), rows, mixed.data());
+  MatMul(w.out_proj, fused.data(), rows, mixed.data(), context.pool);
   for (size_t r = 0; r < rows; ++r) {
     for (size_t i = 0; i < hidden; ++i) {
       x[r * hidden + i] += mixed[r * hidden + i] + (w.out_proj_bias.empty() ? 0.0f : w.out_proj_bias[i]);
@@ -333,7 +333,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
 
   if (c.intermediate_size > 0) {
     for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.mlp_norm, hidden, eps, &u[r * hidden]);
-    Mlp(c, w, u.data(), rows, mixed.data());
+    Mlp(c, w, context.pool, u.data(), rows, mixed.data());
     for (size_t i = 0; i < rows * hidden; ++i) x[i] += mixed[i];
   }
 }

@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "hymba/config.h"
 #include "model/weights.h"
 
@@ -72,6 +73,7 @@ struct ForwardContext {
   const Config& config;
   const Weights& weights;
   std::span<const float> inv_freq;  // [head_dim_qk / 2], empty without RoPE
+  ThreadPool& pool;
 };
 
 // RoPE inverse frequencies in f32, computed as the official constructor does (E2).

@@ -21,11 +21,12 @@ struct Model::Impl {
   Weights weights;
   WeightStorage storage;
   std::vector<float> inv_freq;
+  std::unique_ptr<ThreadPool> pool;
   // State after the meta tokens, computed on first use (E4).
   mutable std::once_flag prefix_once;
   mutable std::optional<SequenceState> prefix;
 
-  ForwardContext Context() const { return {config, weights, inv_freq}; }
+  ForwardContext Context() const { return {config, weights, inv_freq, *pool}; }
 
   void CheckTokens(std::span<const int32_t> tokens, int64_t start_position) const {
     if (tokens.empty()) throw Error("no tokens given: the token list is empty");
@@ -77,7 +78,7 @@ struct Model::Impl {
   // Logits of rows [first_row, first_row + count) of the final hidden states x.
   std::vector<float> Head(const std::vector<float>& x, size_t first_row, size_t count) const {
     std::vector<float> logits(count * static_cast<size_t>(config.vocab_size));  // [count, vocab]
-    MatMul(weights.lm_head, &x[first_row * static_cast<size_t>(config.hidden_size)], count, logits.data());
+    MatMul(weights.lm_head, &x[first_row * static_cast<size_t>(config.hidden_size)], count, logits.data(), *pool);
     return logits;
   }
 };
@@ -95,7 +96,7 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Model Model::Load(const std::filesystem::path& model_dir) {
+Model Model::Load(const std::filesystem::path& model_dir, size_t threads) {
   if (!std::filesystem::exists(model_dir)) throw Error("model directory " + model_dir.string() + " does not exist");
   if (!std::filesystem::is_directory(model_dir)) {
     throw Error(model_dir.string() + " is not a directory; -m takes a Hugging Face model directory");
@@ -129,6 +130,7 @@ Model Model::Load(const std::filesystem::path& model_dir) {
   impl->checkpoint = Checkpoint::Open(model_dir);
   impl->weights = BindWeights(impl->config, impl->checkpoint);
   impl->inv_freq = RopeInverseFrequencies(impl->config);
+  impl->pool = std::make_unique<ThreadPool>(threads);
 
   WeightStorage& storage = impl->storage;
   for (const auto& [name, record] : impl->checkpoint.tensors()) {
@@ -144,6 +146,7 @@ Model Model::Load(const std::filesystem::path& model_dir) {
 }
 
 const Config& Model::config() const { return impl_->config; }
+size_t Model::threads() const { return impl_->pool->size(); }
 const WeightStorage& Model::storage() const { return impl_->storage; }
 
 Sequence Model::NewSequence() const { return Sequence(std::make_unique<SequenceState>(impl_->Prefix())); }

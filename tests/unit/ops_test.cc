@@ -44,16 +44,17 @@ StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng)
 class MatMulTest : public ::testing::TestWithParam<DType> {};
 
 TEST_P(MatMulTest, MatchesDoubleLoopForAwkwardShapes) {
+  ThreadPool pool(3);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (size_t rows : {1, 3, 17}) {
-    for (size_t cols : {1, 15, 16, 33, 130}) {
+  for (size_t rows : {1, 3, 17, 301}) {  // 301 x 1000 rows and up are split across the pool
+    for (size_t cols : {1, 7, 15, 16, 17, 31, 32, 33, 130, 1000}) {
       for (size_t n : {1, 2, 5}) {
         const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
         std::vector<float> x(n * cols);
         for (float& v : x) v = normal(rng);
         std::vector<float> y(n * rows + 1, 12345.0f);  // guard element after the output
-        MatMul(w.view, x.data(), n, y.data());
+        MatMul(w.view, x.data(), n, y.data(), pool);
         for (size_t t = 0; t < n; ++t) {
           for (size_t r = 0; r < rows; ++r) {
             double expected = 0, magnitude = 0;
@@ -71,8 +72,42 @@ TEST_P(MatMulTest, MatchesDoubleLoopForAwkwardShapes) {
   }
 }
 
+// Every output is one dot product whatever the batch and the thread count,
+// which batched decoding relies on to equal single-sequence decoding bit for bit.
+TEST_P(MatMulTest, OutputsDoNotDependOnBatchOrThreads) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  constexpr size_t kRows = 517, kCols = 1001;  // large enough to run on the pool
+  const StoredMatrix w = MakeMatrix(GetParam(), kRows, kCols, rng);
+  std::vector<float> x(5 * kCols);
+  for (float& v : x) v = normal(rng);
+  ThreadPool one(1), three(3);
+  std::vector<float> batched(5 * kRows), single(kRows);
+  MatMul(w.view, x.data(), 5, batched.data(), three);
+  for (size_t t = 0; t < 5; ++t) {
+    MatMul(w.view, x.data() + t * kCols, 1, single.data(), one);
+    for (size_t r = 0; r < kRows; ++r) EXPECT_EQ(batched[t * kRows + r], single[r]);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllStorageTypes, MatMulTest, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
                          [](const auto& param_info) { return std::string(DTypeName(param_info.param)); });
+
+TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
+  for (size_t threads : {1, 2, 5}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (size_t count : {0, 1, 2, 3, 7, 100}) {
+      std::vector<int> hits(count, 0);
+      for (int round = 0; round < 3; ++round) {
+        pool.ParallelFor(count, [&](size_t begin, size_t end) {
+          for (size_t i = begin; i < end; ++i) ++hits[i];
+        });
+      }
+      for (size_t i = 0; i < count; ++i) EXPECT_EQ(hits[i], 3) << "threads " << threads << " count " << count;
+    }
+  }
+}
 
 TEST(RmsNorm, MatchesDoubleFormulaWithAndWithoutWeight) {
   const std::vector<float> x = {1.0f, -2.0f, 3.0f, 0.5f, -0.25f};

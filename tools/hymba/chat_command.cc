@@ -77,7 +77,7 @@ void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::pa
 }
 
 void RunChat(const ChatFlags& flags) {
-  const Model model = Model::Load(flags.model_dir);
+  const Model model = LoadModel(flags.model_dir, flags.threads);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
   const ChatTemplate chat = LoadTemplate(flags.model_dir, tokenizer);
   GenerationOptions options;

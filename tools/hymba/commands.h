@@ -28,6 +28,7 @@ struct GenerateFlags {
   int max_tokens = -1;
   std::vector<std::string> stop;
   bool json = false;
+  int threads = 0;
   SamplingFlags sampling;
 };
 void RunGenerate(const GenerateFlags& flags);
@@ -37,10 +38,14 @@ struct ChatFlags {
   std::string system;
   int max_tokens = -1;
   std::vector<std::string> stop;
+  int threads = 0;
   SamplingFlags sampling;
 };
 void RunChat(const ChatFlags& flags);
 void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::path& messages_file, bool generation_prompt);
+
+// Loads a model with the -t thread count (0 = one per core).
+Model LoadModel(const std::string& model_dir, int threads);
 
 // llama.cpp-style timing lines on stderr.
 void PrintTimings(const GenerationResult& result);

@@ -73,8 +73,13 @@ void PrintTimings(const GenerationResult& result) {
                StopReasonName(result.stop_reason));
 }
 
+Model LoadModel(const std::string& model_dir, int threads) {
+  if (threads < 0) throw Error("-t: " + std::to_string(threads) + " threads");
+  return Model::Load(model_dir, static_cast<size_t>(threads));
+}
+
 void RunGenerate(const GenerateFlags& flags) {
-  const Model model = Model::Load(flags.model_dir);
+  const Model model = LoadModel(flags.model_dir, flags.threads);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
   GenerationOptions options;
   options.max_tokens = flags.max_tokens;
