@@ -48,6 +48,9 @@ class Sequence {
 // included, in one pass; or from the precomputed meta prefix (E4) in chunks.
 enum class LogitsMode { kFull, kChunked, kIncremental };
 
+// A Model computes on its own thread pool: one caller at a time may run
+// Append, AppendBatch or Logits (a server batches requests into AppendBatch
+// rather than calling from many threads). Sequences are independent objects.
 class Model {
  public:
   // Loads config.json and model.safetensors (or the shards named by

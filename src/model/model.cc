@@ -2,10 +2,10 @@
 
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
-#include <optional>
 
 #include "hymba/error.h"
 #include "io/safetensors.h"
