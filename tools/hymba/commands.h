@@ -17,6 +17,7 @@ void RunInfo(const std::filesystem::path& model_dir, bool json);
 
 struct SamplingFlags {
   SamplingParams params;
+  int64_t seed = -1;  // llama.cpp's spelling: -1 = random
   std::vector<std::string> logit_bias;  // as typed, parsed by Resolve()
   SamplingParams Resolve() const;
 };

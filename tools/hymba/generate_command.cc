@@ -51,11 +51,12 @@ void AddSamplingOptions(CLI::App* command, SamplingFlags& flags) {
   command->add_option("--frequency-penalty", p.frequency_penalty, "Subtracted per occurrence in the window")
       ->capture_default_str();
   command->add_option("--logit-bias", flags.logit_bias, "TOKEN+BIAS or TOKEN-BIAS, repeatable; TOKEN-inf bans");
-  command->add_option("--seed", p.seed, "Random seed; 4294967295 = random")->capture_default_str();
+  command->add_option("--seed", flags.seed, "Random seed; -1 = random")->capture_default_str();
 }
 
 SamplingParams SamplingFlags::Resolve() const {
   SamplingParams resolved = params;
+  resolved.seed = seed < 0 ? SamplingParams{}.seed : static_cast<uint64_t>(seed);
   for (const std::string& entry : logit_bias) {
     const auto [token, bias] = ParseLogitBias(entry);
     resolved.logit_bias[token] += bias;
