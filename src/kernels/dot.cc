@@ -13,12 +13,20 @@ namespace hymba {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-inline float ToF32(float v) { return v; }
-inline float ToF32(hwy::bfloat16_t v) { return hwy::F32FromBF16(v); }
-inline float ToF32(hwy::float16_t v) {
-  uint16_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  return F16ToF32(bits);
+// One element, read with memcpy: mapped tensors need not be aligned.
+template <typename T>
+float LoadScalar(const T* p) {
+  T value;
+  std::memcpy(&value, p, sizeof value);
+  if constexpr (std::is_same_v<T, float>) {
+    return value;
+  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+    return hwy::F32FromBF16(value);
+  } else {
+    uint16_t bits;
+    std::memcpy(&bits, &value, sizeof bits);
+    return F16ToF32(bits);
+  }
 }
 
 // Two accumulators hide the FMA latency; the tail is summed in scalar code.
@@ -42,7 +50,7 @@ float DotT(const T* w, const float* x, size_t n) {
   }
   for (; i + lanes <= n; i += lanes) sum0 = hn::MulAdd(load(i), hn::LoadU(df, x + i), sum0);
   float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(sum0, sum1)));
-  for (; i < n; ++i) sum += ToF32(w[i]) * x[i];
+  for (; i < n; ++i) sum += LoadScalar(w + i) * x[i];
   return sum;
 }
 
