@@ -6,14 +6,13 @@ json.dumps(ensure_ascii=False). --check re-renders and compares with the
 committed tests/data/template_cases.json.
 
 Run with /usr/bin/python3."""
-import argparse
 import json
 import os
 
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from golden_file import write_or_check
+import golden_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "data"))
@@ -165,13 +164,5 @@ def build():
     return cases
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    cases = build()
-    text = json.dumps(cases, indent=1, ensure_ascii=False) + "\n"
-    write_or_check(OUTPUT, text, f"{len(cases)} template cases", args.check)
-
 if __name__ == "__main__":
-    main()
+    golden_file.main(__doc__, build, OUTPUT, "template cases")

@@ -10,13 +10,12 @@ LlamaTokenizer (legacy=true) contract of spec E7:
 --check recomputes and compares with the committed tests/data/tokenizer_cases.json.
 
 Run with Debian's /usr/bin/python3 (python3-sentencepiece)."""
-import argparse
 import json
 import os
 
 import sentencepiece
 
-from golden_file import write_or_check
+import golden_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.normpath(os.path.join(HERE, "..", "data"))
@@ -98,13 +97,5 @@ def build():
     return cases
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    cases = build()
-    text = json.dumps(cases, indent=1, ensure_ascii=False) + "\n"
-    write_or_check(OUTPUT, text, f"{len(cases)} tokenizer cases", args.check)
-
 if __name__ == "__main__":
-    main()
+    golden_file.main(__doc__, build, OUTPUT, "tokenizer cases")
