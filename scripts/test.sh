@@ -14,6 +14,7 @@ echo "== Float64 reference: regenerate fixtures and tokenizer cases, compare wit
 /usr/bin/python3 tests/reference/make_fixtures.py --check
 /usr/bin/python3 tests/reference/tokenizer_cases.py --check
 /usr/bin/python3 tests/reference/template_cases.py --check
+/usr/bin/python3 tests/reference/check_ref.py
 
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

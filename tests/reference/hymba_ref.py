@@ -16,10 +16,15 @@ torch.set_default_dtype(torch.float64)
 
 
 class Config:
-    """config.json with the official HymbaConfig defaults for absent fields."""
+    """config.json with the official HymbaConfig defaults for absent fields.
+    Values the engine refuses (spec E10) raise ValueError naming the field."""
 
     def __init__(self, raw):
         get = lambda key, default=None: default if raw.get(key) is None else raw[key]
+
+        def refuse(field, why):
+            raise ValueError(f"config.json: {field} = {raw.get(field)!r} is not supported ({why})")
+
         self.vocab_size = raw["vocab_size"]
         self.hidden = raw["hidden_size"]
         self.intermediate = raw["intermediate_size"]
@@ -27,31 +32,55 @@ class Config:
         self.heads = raw["num_attention_heads"]
         self.kv_heads = get("num_key_value_heads", self.heads)
         self.d_inner = int(get("mamba_expand", 2) * self.hidden)
+        if self.hidden % self.heads or self.d_inner % self.heads or self.heads % self.kv_heads:
+            refuse("num_attention_heads", "hidden, d_inner and heads must divide evenly, heads % kv_heads == 0")
         self.dqk = self.hidden // self.heads
         self.dv = self.d_inner // self.heads
+        if get("attn_hidden_size", -1) not in (-1, self.hidden):
+            refuse("attn_hidden_size", "only -1 or hidden_size")
+        if get("kq_head_dim", -1) not in (-1, self.dqk):
+            refuse("kq_head_dim", "only -1 or hidden_size / num_attention_heads")
         self.d_state = get("mamba_d_state", 16)
         self.d_conv = get("mamba_d_conv", 4)
         rank = get("mamba_dt_rank", "auto")
-        self.dt_rank = math.ceil(self.hidden / 16) if rank == "auto" else rank
+        self.dt_rank = math.ceil(self.hidden / 16) if rank == "auto" else int(rank)
         self.conv_bias = get("mamba_conv_bias", True)
         self.proj_bias = get("mamba_proj_bias", False)
         self.inner_norms = get("mamba_inner_layernorms", True)
+        if get("hidden_act", "silu") not in ("silu", "swish"):
+            refuse("hidden_act", "the SSM convolution takes silu")
         self.meta = get("num_memory_tokens", 0)
-        self.window = raw.get("sliding_window")
+        if get("memory_tokens_interspersed_every", 0) > 0:
+            refuse("memory_tokens_interspersed_every", "only 0")
+        if get("num_experts", 1) != 1:
+            refuse("num_experts", "only 1")
+        if any(t != "h" for t in get("layer_type", [])):
+            refuse("layer_type", "only hybrid 'h' layers")
+        self.window = raw.get("sliding_window")  # None: every layer is global
         self.global_idx = set(get("global_attn_idx", []))
         self.rope = get("rope", False)
         self.rope_type = get("rope_type", "default")
-        self.rope_theta = get("rope_theta", 10000.0)
+        if self.rope_type not in ("default", "ntk"):
+            refuse("rope_type", "null, 'default' or 'ntk'")
+        self.rope_theta = float(get("rope_theta", 10000.0))
         self.max_pos = get("max_position_embeddings", 262144)
         self.orig_max_pos = raw.get("orig_max_position_embeddings")
-        self.kq_norm = get("kq_norm", "none") == "rms"
+        if self.rope and self.rope_type == "ntk" and not self.orig_max_pos:
+            refuse("orig_max_position_embeddings", "rope_type 'ntk' needs it")
+        kq_norm = get("kq_norm", "none")
+        if kq_norm not in ("none", "rms"):
+            refuse("kq_norm", "'none' or 'rms'")
+        self.kq_norm = kq_norm == "rms"
         self.mlp_act = get("mlp_hidden_act", "silu")
+        if self.mlp_act not in ("silu", "relu2"):
+            refuse("mlp_hidden_act", "'silu' or 'relu2'")
         self.eps = get("rms_norm_eps", 1e-6)
         self.tie = get("tie_word_embeddings", False)
+        # kv_source[l]: the layer whose post-RoPE K/V layer l attends over (itself for an owner).
         self.kv_source = list(range(self.layers))
         groups = raw.get("kv_reuse_group")
         every = get("kv_reuse_every_i_layer", -1)
-        if groups:
+        if groups:  # first = producer, rest = consumers; groups win over kv_reuse_every_i_layer
             for group in groups:
                 for consumer in group[1:]:
                     self.kv_source[consumer] = group[0]
@@ -213,7 +242,9 @@ def forward_batch(c, w, tokens):
 
 
 def forward(model, tokens, return_hidden=False):
-    """Logits [T, vocab] (float64 numpy) at every text position; meta tokens prepended."""
+    """Logits [T, vocab] (float64 numpy) at every text position; meta tokens prepended.
+    With return_hidden, also the hidden states [M + T, hidden] (meta rows included):
+    the layer input X0, then the output of each layer (before final_layernorm)."""
     c, w = model
     with torch.no_grad():
         logits, hidden_states = forward_batch(c, w, torch.tensor([tokens], dtype=torch.int64))

@@ -170,13 +170,18 @@ def write_fixture(name, out_dir):
     overrides, rule, count, shards = FIXTURES[name]
     raw = dict(BASE_CONFIG)
     raw.update(overrides)
+    # Fields the official config.json carries that follow from the others.
+    d_inner = int(raw["mamba_expand"] * raw["hidden_size"])
     raw["layer_type"] = ["h"] * raw["num_hidden_layers"]
+    raw["conv_dim"] = {str(layer): d_inner for layer in range(raw["num_hidden_layers"])}
+    raw["v_head_dim"] = d_inner // raw["num_attention_heads"]
+    raw["torch_dtype"] = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "MIXED": "bfloat16"}[rule]
     seed = sum(ord(ch) for ch in name)
     rng = np.random.RandomState(seed)
     c = hymba_ref.Config(raw)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(raw, f, indent=2)
+        json.dump(raw, f, indent=2, sort_keys=True)  # sorted, as transformers writes it
         f.write("\n")
 
     tensors = {}

@@ -65,6 +65,10 @@ def read_file(path):
         if name == "__metadata__":
             continue
         begin, end = entry["data_offsets"]
+        width = {"F32": 4, "F16": 2, "BF16": 2}[entry["dtype"]]
+        if not 0 <= begin <= end <= len(data) - base or end - begin != width * int(np.prod(entry["shape"])):
+            raise ValueError(f"{path}: tensor {name}: data_offsets {entry['data_offsets']} do not fit "
+                             f"{entry['dtype']} {entry['shape']}")
         out[name] = from_storage(data[base + begin:base + end], entry["dtype"], entry["shape"])
     return out
 

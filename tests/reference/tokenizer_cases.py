@@ -27,10 +27,38 @@ CHAT_IDS = [529, 17833, 29918, 333, 29918, 29900, 29958, 3924, 13, 3492, 526, 26
             29966, 17833, 29918, 333, 29918, 29896, 29958, 2659, 13, 10994, 13, 29966, 17833, 29918, 333, 29918,
             29896, 29958, 7900, 22137, 13]
 
+CHAT_PROMPT_USER_ONLY = "<extra_id_0>System\n\n<extra_id_1>User\nHi\n<extra_id_1>Assistant\n"
+CHAT_IDS_USER_ONLY = [529, 17833, 29918, 333, 29918, 29900, 29958, 3924, 13, 13, 29966, 17833, 29918, 333, 29918,
+                      29896, 29958, 2659, 13, 18567, 13, 29966, 17833, 29918, 333, 29918, 29896, 29958, 7900, 22137, 13]
+
+LONG_PARAGRAPH = (
+    "In 1851, Herman Melville published Moby-Dick; or, The Whale. It wasn't a success at first: critics "
+    "called it \"sad stuff, dull and dreary, or ridiculous.\"\nToday it's read everywhere \u2014 in Tokyo "
+    "(\u6771\u4eac), in M\u00fcnchen, in S\u00e3o Paulo \u2014 and quoted in code comments like `// call me Ishmael`.\n\n"
+    "Prices: $3.50, \u20ac4,20, \u00a512; ratios 3:1 and 50%; e-mail: someone@example.com; URL "
+    "https://example.org/a?b=c&d=e#f.\tTabs\tand   runs   of   spaces,   too.  \U0001F40B\U0001F30A ")
+
 CASES = [
     ("empty", "", False, True),
     ("empty_bos", "", True, True),
+    ("empty_no_special", "", False, False),
+    ("hello", "Hello", False, True),
     ("hello_bos", "Hello", True, True),
+    ("hello_bos_no_special", "Hello", True, False),
+    ("space_hello", " Hello", False, True),
+    ("hello_space", "Hello ", False, True),
+    ("a_b_c_spaces", "a  b   c", False, True),
+    ("leading_trailing_spaces", "   Hello world   ", False, True),
+    ("line_tab", "line1\nline2\tTab", False, True),
+    ("leading_newline", "\nHello\n", False, True),
+    ("emoji_short", "I \u2764\ufe0f \U0001F999", False, True),
+    ("cjk_short", "\u4f60\u597d\uff0c\u4e16\u754c", False, True),
+    ("accented_short", "Cr\u00e8me br\u00fbl\u00e9e \u00e0 Z\u00fcrich", False, True),
+    ("specials_brief_parsed", "Hello</s>world <s> x[PAD]y", False, True),
+    ("specials_brief_as_text", "Hello</s>world <s> x[PAD]y", False, False),
+    ("specials_brief_parsed_bos", "Hello</s>world <s> x[PAD]y", True, True),
+    ("long_paragraph", LONG_PARAGRAPH, True, True),
+    ("chat_prompt_user_only", CHAT_PROMPT_USER_ONLY, False, True),
     ("leading_space", " Hello", False, True),
     ("trailing_space", "Hello ", False, True),
     ("multiple_spaces", "a  b   c    d", False, True),
@@ -93,7 +121,12 @@ def build():
                       "decoded": decode(processor, added, ids)})
     by_name = {case["name"]: case for case in cases}
     assert by_name["chat_prompt"]["ids"] == CHAT_IDS, "the spec's 38-id chat prompt does not reproduce"
+    assert by_name["chat_prompt_user_only"]["ids"] == CHAT_IDS_USER_ONLY, "the spec's user-only chat prompt"
     assert by_name["hello_bos"]["ids"] == [1, 15043]
+    assert by_name["hello"]["ids"] == [15043]
+    assert by_name["specials_as_text"]["ids"] != by_name["specials_parsed"]["ids"]
+    assert 2 in by_name["specials_brief_parsed"]["ids"] and 2 not in by_name["specials_brief_as_text"]["ids"]
+    assert len(set(case["name"] for case in cases)) == len(cases)
     return cases
 
 
