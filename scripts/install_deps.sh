@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev libhwy-dev
-  libgtest-dev libgmock-dev
+  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
 if [[ "${1:-}" == "--with-reference" ]]; then
   # The float64 PyTorch reference and the tokenizer oracle (tests/reference/).

@@ -1,6 +1,7 @@
 // hymba.cpp public API.
 #pragma once
 
+#include "hymba/bench.h"
 #include "hymba/config.h"
 #include "hymba/error.h"
 #include "hymba/info.h"

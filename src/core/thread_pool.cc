@@ -1,6 +1,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace hymba {
 namespace {
@@ -8,6 +9,17 @@ namespace {
 std::pair<size_t, size_t> Range(size_t count, size_t parts, size_t index) {
   return {count * index / parts, count * (index + 1) / parts};
 }
+
+void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Long enough to span the gaps between the products of one decode step.
+constexpr auto kSpinBeforeSleep = std::chrono::milliseconds(2);
 
 }  // namespace
 
@@ -19,26 +31,30 @@ ThreadPool::ThreadPool(size_t threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true);
   }
-  start_.notify_all();
+  wake_.notify_all();
   for (std::thread& worker : workers_) worker.join();
 }
 
 void ThreadPool::Work(size_t index) {
-  size_t seen = 0;
+  uint64_t seen = 0;
   while (true) {
-    std::unique_lock lock(mutex_);
-    start_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-    if (stopping_) return;
-    seen = generation_;
-    const auto* task = task_;
-    const size_t count = count_;
-    lock.unlock();
-    const auto [begin, end] = Range(count, size(), index);
-    if (begin < end) (*task)(begin, end);
-    lock.lock();
-    if (--pending_ == 0) done_.notify_one();
+    auto idle_since = std::chrono::steady_clock::now();
+    size_t spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load(std::memory_order_acquire)) {
+      CpuRelax();
+      if (++spins % 1024 == 0 && std::chrono::steady_clock::now() - idle_since > kSpinBeforeSleep) {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load() != seen || stopping_.load(); });
+        idle_since = std::chrono::steady_clock::now();
+      }
+    }
+    if (stopping_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    const auto [begin, end] = Range(count_, size(), index);
+    if (begin < end) (*task_)(begin, end);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -47,18 +63,15 @@ void ThreadPool::ParallelFor(size_t count, const std::function<void(size_t, size
     if (count > 0) fn(0, count);
     return;
   }
-  {
-    std::lock_guard lock(mutex_);
-    task_ = &fn;
-    count_ = count;
-    pending_ = workers_.size();
-    ++generation_;
-  }
-  start_.notify_all();
+  task_ = &fn;
+  count_ = count;
+  pending_.store(workers_.size(), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  { std::lock_guard lock(mutex_); }  // a worker between its check and its wait is now waiting
+  wake_.notify_all();
   const auto [begin, end] = Range(count, size(), 0);
   if (begin < end) fn(begin, end);
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
 }
 
 }  // namespace hymba

@@ -1,9 +1,16 @@
 // A fixed set of worker threads that split a loop into contiguous ranges. The
 // calling thread takes the first range, so a pool of one runs inline.
+//
+// A decode step calls ParallelFor a few hundred times, each for well under a
+// millisecond, so waking a sleeping thread each time (tens of microseconds in
+// a VM) would cost more than it saves: workers spin for a while after each
+// task and only then sleep, so an idle process does not keep the cores busy.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -28,13 +35,13 @@ class ThreadPool {
   void Work(size_t index);
 
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_, done_;
+  std::mutex mutex_;  // guards sleeping only; tasks are handed over through the atomics
+  std::condition_variable wake_;
   const std::function<void(size_t, size_t)>* task_ = nullptr;
   size_t count_ = 0;
-  size_t generation_ = 0;
-  size_t pending_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<size_t> pending_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace hymba

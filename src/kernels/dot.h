@@ -1,14 +1,16 @@
-// Dot products of one weight row in its stored type with f32 activations,
-// vectorised with Highway and dispatched at run time to the best target the
-// CPU supports (AVX-512, AVX2, SSE4, or scalar).
+// f32 vector kernels (attention, the bandwidth probe), vectorised with
+// Highway and dispatched at run time to the best target the CPU supports.
 #pragma once
 
 #include <cstddef>
 
-#include "core/dtype.h"
-
 namespace hymba {
 
-float Dot(DType type, const std::byte* row, const float* x, size_t n);
+float Dot(const float* a, const float* b, size_t n);
+
+// y += scale * x
+void AddScaled(float scale, const float* x, float* y, size_t n);
+
+float Sum(const float* x, size_t n);
 
 }  // namespace hymba

@@ -1,27 +1,9 @@
 #include "kernels/ops.h"
 
-#include "kernels/dot.h"
-
 #include <algorithm>
 #include <vector>
 
 namespace hymba {
-
-void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
-  auto rows = [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r) {
-      const std::byte* row = w.Row(r);
-      for (size_t t = 0; t < n; ++t) y[t * w.rows + r] = Dot(w.type, row, x + t * w.cols, w.cols);
-    }
-  };
-  // Waking the workers costs microseconds: small products run on the caller.
-  constexpr size_t kMinParallelWork = size_t{1} << 18;
-  if (w.rows * w.cols * n < kMinParallelWork) {
-    rows(0, w.rows);
-  } else {
-    pool.ParallelFor(w.rows, rows);
-  }
-}
 
 void RmsNorm(const float* x, std::span<const float> weight, size_t width, float eps, float* out) {
   double sum_squares = 0.0;

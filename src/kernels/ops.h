@@ -12,11 +12,6 @@
 
 namespace hymba {
 
-// y[t, :] = W x[t, :] for t < n. x: [n, W.cols], y: [n, W.rows]. Rows of W
-// are split across the pool; every output is one SIMD dot product, so its
-// value does not depend on n or on the thread count.
-void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& pool);
-
 // out = weight * x / sqrt(mean(x^2) + eps); weight may be empty (plain norm).
 void RmsNorm(const float* x, std::span<const float> weight, size_t width, float eps, float* out);
 

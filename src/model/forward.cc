@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/dot.h"
+#include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/scan.h"
 
 namespace hymba {
 
@@ -160,39 +163,12 @@ void SsmParameters(const Config& c, const LayerWeights& w, ThreadPool& pool, con
   MatMul(w.dt_proj, dt.data(), rows, delta_pre.data(), pool);
 }
 
-// Mamba-1 selective scan over one segment (spec 3.4.2 step 5): per channel
-// h = exp(delta A) h + delta B x, y = C.h + D x, gated by silu(z), with
-// delta = softplus(delta_pre + dt_bias). z rows have stride `stride`.
-void SelectiveScan(const Config& c, const LayerWeights& w, std::vector<float>& ssm_state, const float* xc,
-                   const float* params, const float* delta_pre, const float* z, size_t stride, size_t n, float* out) {
-  const auto d_inner = static_cast<size_t>(c.d_inner);
-  const auto d_state = static_cast<size_t>(c.mamba_d_state);
-  const auto dt_rank = static_cast<size_t>(c.mamba_dt_rank);
-  const size_t width = dt_rank + 2 * d_state;
-  for (size_t t = 0; t < n; ++t) {
-    const float* b = &params[t * width + dt_rank];
-    const float* cc = b + d_state;
-    for (size_t ch = 0; ch < d_inner; ++ch) {
-      const float delta = Softplus(delta_pre[t * d_inner + ch] + w.dt_bias[ch]);
-      const float x = xc[t * d_inner + ch];
-      float* h = &ssm_state[ch * d_state];
-      const float* a = &w.a[ch * d_state];
-      float y = w.d_skip[ch] * x;
-      for (size_t s = 0; s < d_state; ++s) {
-        h[s] = std::exp(delta * a[s]) * h[s] + delta * b[s] * x;
-        y += h[s] * cc[s];
-      }
-      out[t * d_inner + ch] = y * Silu(z[t * stride + ch]);
-    }
-  }
-}
-
 // Attention branch over one segment (spec 3.4.3). Owners rotate and append
 // their K/V first, so the chunk attends to itself causally; consumers read
 // their producer's cache, which the producer, an earlier layer, has already
 // extended by this chunk. q, k, v rows have stride `stride`. Output:
 // [n, heads * head_dim_v].
-void Attention(const Config& c, const LayerWeights& w, std::span<const float> inv_freq, int layer,
+void Attention(const Config& c, const LayerWeights& w, std::span<const float> inv_freq, ThreadPool& pool, int layer,
                SequenceState& state, const float* q, const float* k, const float* v, size_t stride, size_t n,
                float* out) {
   const auto dqk = static_cast<size_t>(c.head_dim_qk);
@@ -203,7 +179,7 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const LayerRole& role = c.layers[layer];
   const int64_t start = state.positions;
 
-  std::vector<float> head(std::max(dqk, kv_heads * dqk));
+  std::vector<float> head(kv_heads * dqk);
   if (c.IsOwner(layer)) {
     KvCache& cache = state.layers[layer].kv.front();
     for (size_t t = 0; t < n; ++t) {
@@ -220,39 +196,36 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const KvCache& source = state.layers[role.kv_source].kv.front();
   const size_t group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
-  std::vector<float> scores;
-  for (size_t t = 0; t < n; ++t) {
-    const int64_t i = start + static_cast<int64_t>(t);
-    // Visible keys (E3): the meta tokens and the newest sliding_window + 1
-    // positions in a sliding-window layer, everything up to i in a global one.
-    const int64_t window_begin = role.global_attention ? 0 : std::max<int64_t>(0, i - c.sliding_window);
-    const int64_t meta_end = std::min(window_begin, c.num_memory_tokens);
-    const auto visible = static_cast<size_t>(meta_end + (i + 1 - window_begin));
-    auto position_of = [&](size_t m) {
-      return static_cast<int64_t>(m) < meta_end ? static_cast<int64_t>(m) : window_begin + (static_cast<int64_t>(m) - meta_end);
-    };
-    scores.resize(visible);
-    for (size_t h = 0; h < heads; ++h) {
-      float* query = head.data();
-      std::copy_n(q + t * stride + h * dqk, dqk, query);
-      if (!w.q_norm.empty()) RmsNorm(query, w.q_norm, dqk, eps, query);
-      if (c.rope) ApplyRope(query, inv_freq, i);
-      const size_t g = h / group;
-      for (size_t m = 0; m < visible; ++m) {
-        const float* key = source.Key(position_of(m)) + g * dqk;
-        float dot = 0.0f;
-        for (size_t d = 0; d < dqk; ++d) dot += query[d] * key[d];
-        scores[m] = dot * scale;
-      }
-      Softmax(scores.data(), visible);
-      float* o = out + t * heads * dv + h * dv;
-      std::fill(o, o + dv, 0.0f);
-      for (size_t m = 0; m < visible; ++m) {
-        const float* value = source.Value(position_of(m)) + g * dv;
-        for (size_t d = 0; d < dv; ++d) o[d] += scores[m] * value[d];
+  // Heads are independent; each range of heads has its own scratch.
+  pool.ParallelFor(heads, [&](size_t head_begin, size_t head_end) {
+    std::vector<float> query(dqk), scores;
+    for (size_t t = 0; t < n; ++t) {
+      const int64_t i = start + static_cast<int64_t>(t);
+      // Visible keys (E3): the meta tokens and the newest sliding_window + 1
+      // positions in a sliding-window layer, everything up to i in a global one.
+      const int64_t window_begin = role.global_attention ? 0 : std::max<int64_t>(0, i - c.sliding_window);
+      const int64_t meta_end = std::min(window_begin, c.num_memory_tokens);
+      const auto visible = static_cast<size_t>(meta_end + (i + 1 - window_begin));
+      auto position_of = [&](size_t m) {
+        return static_cast<int64_t>(m) < meta_end ? static_cast<int64_t>(m)
+                                                  : window_begin + (static_cast<int64_t>(m) - meta_end);
+      };
+      scores.resize(visible);
+      for (size_t h = head_begin; h < head_end; ++h) {
+        std::copy_n(q + t * stride + h * dqk, dqk, query.data());
+        if (!w.q_norm.empty()) RmsNorm(query.data(), w.q_norm, dqk, eps, query.data());
+        if (c.rope) ApplyRope(query.data(), inv_freq, i);
+        const size_t g = h / group;
+        for (size_t m = 0; m < visible; ++m) {
+          scores[m] = Dot(query.data(), source.Key(position_of(m)) + g * dqk, dqk) * scale;
+        }
+        Softmax(scores.data(), visible);
+        float* o = out + t * heads * dv + h * dv;
+        std::fill(o, o + dv, 0.0f);
+        for (size_t m = 0; m < visible; ++m) AddScaled(scores[m], source.Value(position_of(m)) + g * dv, o, dv);
       }
     }
-  }
+  });
 }
 
 // SwiGLU (down(silu(gate u) * up u)) or relu2 (down(relu(up u)^2)). u, out: [rows, hidden].
@@ -309,9 +282,15 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   std::vector<float> attn_out(rows * d_inner);  // [rows, heads * head_dim_v]
   for (const Segment& s : segments) {
     const size_t r = s.first_row;
-    SelectiveScan(c, w, s.state->layers[layer].ssm, &xc[r * d_inner], &params[r * params_width],
-                  &delta_pre[r * d_inner], &proj[r * width + z_offset], width, s.rows, &ssm_out[r * d_inner]);
-    Attention(c, w, context.inv_freq, layer, *s.state, &proj[r * width], &proj[r * width + k_offset],
+    const size_t d_state = static_cast<size_t>(c.mamba_d_state);
+    const float* bc = &params[r * params_width + static_cast<size_t>(c.mamba_dt_rank)];
+    SelectiveScan({.d_inner = d_inner, .d_state = d_state, .steps = s.rows, .x = &xc[r * d_inner],
+                   .delta_pre = &delta_pre[r * d_inner], .dt_bias = w.dt_bias.data(), .a = w.a.data(),
+                   .d_skip = w.d_skip.data(), .b = bc, .c = bc + d_state, .bc_stride = params_width,
+                   .z = &proj[r * width + z_offset], .z_stride = width, .state = s.state->layers[layer].ssm.data(),
+                   .out = &ssm_out[r * d_inner]},
+                  context.pool);
+    Attention(c, w, context.inv_freq, context.pool, layer, *s.state, &proj[r * width], &proj[r * width + k_offset],
               &proj[r * width + v_offset], width, s.rows, &attn_out[r * d_inner]);
   }
 

@@ -9,6 +9,7 @@
 
 #include "hymba/error.h"
 #include "io/safetensors.h"
+#include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
 #include "model/weights.h"

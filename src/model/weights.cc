@@ -80,8 +80,11 @@ LayerWeights BindLayer(const Config& c, int layer, Binder& bind) {
   w.x_proj = bind.Matrix(p + "mamba.x_proj.0.weight", dt_rank + 2 * d_state, d_inner);
   w.dt_proj = bind.Matrix(p + "mamba.dt_proj.0.weight", d_inner, dt_rank);
   w.dt_bias = bind.Vector(p + "mamba.dt_proj.0.bias", {d_inner});
-  w.a = bind.Vector(p + "mamba.A_log.0", {d_inner, d_state});
-  for (float& value : w.a) value = -std::exp(value);
+  const std::vector<float> a_log = bind.Vector(p + "mamba.A_log.0", {d_inner, d_state});
+  w.a.resize(a_log.size());
+  for (int64_t ch = 0; ch < d_inner; ++ch) {
+    for (int64_t s = 0; s < d_state; ++s) w.a[static_cast<size_t>(s * d_inner + ch)] = -std::exp(a_log[static_cast<size_t>(ch * d_state + s)]);
+  }
   w.d_skip = bind.Vector(p + "mamba.D.0", {d_inner});
   if (c.mamba_inner_layernorms) {
     w.dt_norm = bind.Vector(p + "mamba.dt_layernorm.weight", {dt_rank});

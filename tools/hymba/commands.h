@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "hymba/bench.h"
 #include "hymba/generate.h"
 #include "hymba/sampling.h"
 
@@ -44,6 +45,14 @@ struct ChatFlags {
 };
 void RunChat(const ChatFlags& flags);
 void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::path& messages_file, bool generation_prompt);
+
+struct BenchFlags {
+  BenchOptions options;
+  std::string format = "md";
+  CLI::App* command = nullptr;
+};
+void AddBenchCommand(CLI::App& app, BenchFlags& flags);
+void RunBench(const BenchFlags& flags);
 
 // Loads a model with the -t thread count (0 = one per core).
 Model LoadModel(const std::string& model_dir, int threads);

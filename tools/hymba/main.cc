@@ -181,6 +181,9 @@ int Main(int argc, char** argv) {
       ->required();
   prompt->add_flag("--no-generation-prompt", no_generation_prompt, "Do not open an assistant turn at the end");
 
+  BenchFlags bench_flags;
+  AddBenchCommand(app, bench_flags);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -195,6 +198,7 @@ int Main(int argc, char** argv) {
     if (generate->parsed()) RunGenerate(generate_flags);
     if (chat->parsed()) RunChat(chat_flags);
     if (prompt->parsed()) RunPrompt(model_dir, messages_file, !no_generation_prompt);
+    if (bench_flags.command->parsed()) RunBench(bench_flags);
   } catch (const std::exception& e) {
     std::cerr << "hymba: error: " << e.what() << "\n";
     return 1;

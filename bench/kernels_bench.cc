@@ -1,0 +1,98 @@
+// Google Benchmark of each kernel at Hymba-1.5B's shapes. Decode products
+// read a matrix far larger than the caches, as every decode step does; the
+// counters report bytes/s (decode) and FLOP/s (prefill).
+#include <benchmark/benchmark.h>
+
+#include <bit>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/dot.h"
+#include "kernels/matmul.h"
+#include "kernels/scan.h"
+
+namespace hymba {
+namespace {
+
+std::vector<std::byte> RandomMatrixBytes(DType type, size_t rows, size_t cols) {
+  std::vector<std::byte> bytes(rows * cols * DTypeSize(type));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  for (size_t i = 0; i < rows * cols; ++i) {
+    const float value = normal(rng);
+    if (type == DType::kF32) {
+      std::memcpy(&bytes[4 * i], &value, 4);
+    } else {  // bf16 bits; as f16 they are still finite numbers
+      const auto bits = static_cast<uint16_t>(std::bit_cast<uint32_t>(value) >> 16);
+      std::memcpy(&bytes[2 * i], &bits, 2);
+    }
+  }
+  return bytes;
+}
+
+// args: type, rows, cols, tokens, threads
+void BM_MatMul(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const auto rows = static_cast<size_t>(state.range(1)), cols = static_cast<size_t>(state.range(2));
+  const auto tokens = static_cast<size_t>(state.range(3));
+  ThreadPool pool(static_cast<size_t>(state.range(4)));
+  const std::vector<std::byte> bytes = RandomMatrixBytes(type, rows, cols);
+  const MatView w{type, bytes.data(), rows, cols};
+  std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
+  for (auto _ : state) {
+    MatMul(w, x.data(), tokens, y.data(), pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(DTypeName(type)));
+  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes.size()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(rows * cols * tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void DecodeAndPrefillShapes(benchmark::internal::Benchmark* b) {
+  for (int type : {static_cast<int>(DType::kF32), static_cast<int>(DType::kBF16), static_cast<int>(DType::kF16)}) {
+    for (int threads : {1, 2}) {
+      b->Args({type, 32000, 1600, 1, threads});  // a 100 MB bf16 matrix: the decode step's memory stream
+      b->Args({type, 5504, 1600, 512, threads});  // MLP up projection over a 512-token prompt
+      b->Args({type, 1600, 5504, 512, threads});  // MLP down projection
+    }
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(DecodeAndPrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// args: steps, threads (d_inner 3200, d_state 16)
+void BM_SelectiveScan(benchmark::State& state) {
+  const size_t d_inner = 3200, d_state = 16, steps = static_cast<size_t>(state.range(0));
+  ThreadPool pool(static_cast<size_t>(state.range(1)));
+  std::vector<float> x(steps * d_inner, 0.1f), delta_pre(steps * d_inner, -3.0f), bias(d_inner, 0.0f);
+  std::vector<float> a(d_state * d_inner, -1.0f), d_skip(d_inner, 1.0f), bc(steps * 2 * d_state, 0.2f);
+  std::vector<float> z(steps * d_inner, 0.3f), h(d_state * d_inner, 0.0f), out(steps * d_inner);
+  const ScanInputs in{.d_inner = d_inner, .d_state = d_state, .steps = steps, .x = x.data(),
+                      .delta_pre = delta_pre.data(), .dt_bias = bias.data(), .a = a.data(), .d_skip = d_skip.data(),
+                      .b = bc.data(), .c = bc.data() + d_state, .bc_stride = 2 * d_state, .z = z.data(),
+                      .z_stride = d_inner, .state = h.data(), .out = out.data()};
+  for (auto _ : state) {
+    SelectiveScan(in, pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["steps/s"] = benchmark::Counter(static_cast<double>(steps), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_SelectiveScan)->Args({1, 1})->Args({512, 1})->Args({512, 2})->UseRealTime();
+
+// Attention's inner products at head size 64.
+void BM_DotAndAddScaled(benchmark::State& state) {
+  const size_t n = 64, keys = 1152;
+  std::vector<float> q(n, 0.1f), k(keys * n, 0.2f), o(n, 0.0f);
+  for (auto _ : state) {
+    for (size_t m = 0; m < keys; ++m) AddScaled(Dot(q.data(), &k[m * n], n), &k[m * n], o.data(), n);
+    benchmark::DoNotOptimize(o.data());
+  }
+  state.counters["keys/s"] = benchmark::Counter(static_cast<double>(keys), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_DotAndAddScaled);
+
+}  // namespace
+}  // namespace hymba
+
+BENCHMARK_MAIN();
