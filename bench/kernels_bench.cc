@@ -3,30 +3,25 @@
 // counters report bytes/s (decode) and FLOP/s (prefill).
 #include <benchmark/benchmark.h>
 
-#include <bit>
-#include <cstring>
 #include <random>
 #include <vector>
 
 #include "kernels/dot.h"
 #include "kernels/matmul.h"
+#include "kernels/quantize.h"
 #include "kernels/scan.h"
 
 namespace hymba {
 namespace {
 
 std::vector<std::byte> RandomMatrixBytes(DType type, size_t rows, size_t cols) {
-  std::vector<std::byte> bytes(rows * cols * DTypeSize(type));
+  std::vector<std::byte> bytes(rows * RowBytes(type, cols));
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.05f);
-  for (size_t i = 0; i < rows * cols; ++i) {
-    const float value = normal(rng);
-    if (type == DType::kF32) {
-      std::memcpy(&bytes[4 * i], &value, 4);
-    } else {  // bf16 bits; as f16 they are still finite numbers
-      const auto bits = static_cast<uint16_t>(std::bit_cast<uint32_t>(value) >> 16);
-      std::memcpy(&bytes[2 * i], &bits, 2);
-    }
+  std::vector<float> row(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    for (float& value : row) value = normal(rng);
+    QuantizeRow(type, row, &bytes[r * RowBytes(type, cols)]);
   }
   return bytes;
 }
@@ -51,7 +46,8 @@ void BM_MatMul(benchmark::State& state) {
 }
 
 void DecodeAndPrefillShapes(benchmark::internal::Benchmark* b) {
-  for (int type : {static_cast<int>(DType::kF32), static_cast<int>(DType::kBF16), static_cast<int>(DType::kF16)}) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kQ8_0, DType::kQ4_0}) {
+    const auto type = static_cast<int>(dtype);
     for (int threads : {1, 2}) {
       b->Args({type, 32000, 1600, 1, threads});  // a 100 MB bf16 matrix: the decode step's memory stream
       b->Args({type, 5504, 1600, 512, threads});  // MLP up projection over a 512-token prompt

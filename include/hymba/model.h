@@ -53,10 +53,11 @@ enum class LogitsMode { kFull, kChunked, kIncremental };
 // rather than calling from many threads). Sequences are independent objects.
 class Model {
  public:
-  // Loads config.json and model.safetensors (or the shards named by
-  // model.safetensors.index.json) from a Hugging Face model directory.
-  // `threads` computes with that many threads, 0 with one per core.
-  static Model Load(const std::filesystem::path& model_dir, size_t threads = 0);
+  // Loads a Hugging Face model directory (config.json and model.safetensors,
+  // or the shards named by model.safetensors.index.json) or a GGUF file
+  // written by `hymba convert`. `threads` computes with that many threads, 0
+  // with one per core.
+  static Model Load(const std::filesystem::path& path, size_t threads = 0);
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

@@ -21,8 +21,9 @@ struct EncodeOptions {
 class Tokenizer {
  public:
   // Reads tokenizer.model and tokenizer_config.json (and config.json for the
-  // BOS id when present) from a model directory.
-  static Tokenizer Load(const std::filesystem::path& model_dir);
+  // BOS id when present) from a model directory, or the same from the
+  // metadata of a GGUF file written by `hymba convert`.
+  static Tokenizer Load(const std::filesystem::path& path);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

@@ -16,7 +16,7 @@ struct MatView {
   size_t cols = 0;
 
   bool empty() const { return data == nullptr; }
-  const std::byte* Row(size_t r) const { return data + r * cols * DTypeSize(type); }
+  const std::byte* Row(size_t r) const { return data + r * RowBytes(type, cols); }
   void DecodeRow(size_t r, std::span<float> out) const {
     const std::byte* row = Row(r);
     for (size_t c = 0; c < cols; ++c) out[c] = LoadAsF32(type, row, c);

@@ -198,4 +198,28 @@ const TensorRecord* Checkpoint::Find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : it->second;
 }
 
+Checkpoint Checkpoint::FromGguf(std::unique_ptr<GgufFile> file) {
+  Checkpoint checkpoint;
+  for (const GgufTensor& tensor : file->tensors()) {
+    auto record = std::make_unique<TensorRecord>();
+    record->name = tensor.name;
+    record->dtype = DTypeFromGgml(tensor.ggml_type);  // the reader accepts no other types
+    record->dtype_name = std::string(DTypeName(*record->dtype));
+    record->shape.assign(tensor.dims.rbegin(), tensor.dims.rend());  // GGUF lists the contiguous dimension first
+    record->data = tensor.data;
+    record->file = file->path();
+    checkpoint.tensors_[record->name] = record.get();
+    checkpoint.gguf_records_.push_back(std::move(record));
+  }
+  checkpoint.gguf_ = std::move(file);
+  return checkpoint;
+}
+
+std::vector<std::filesystem::path> Checkpoint::paths() const {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& file : files_) paths.push_back(file->path());
+  if (gguf_) paths.push_back(gguf_->path());
+  return paths;
+}
+
 }  // namespace hymba

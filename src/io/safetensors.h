@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "io/gguf.h"
 #include "io/mapped_file.h"
 
 namespace hymba {
@@ -40,19 +41,25 @@ class SafetensorsFile {
   std::map<std::string, TensorRecord> tensors_;
 };
 
-// The weights of a Hugging Face model directory: model.safetensors, or the
-// shards listed in model.safetensors.index.json.
+// The weights of a model: a Hugging Face directory (model.safetensors, or the
+// shards listed in model.safetensors.index.json) or a GGUF file, exposed the
+// same way (HF tensor names, HF shapes [rows, cols]).
 class Checkpoint {
  public:
   static Checkpoint Open(const std::filesystem::path& model_dir);
+  static Checkpoint FromGguf(std::unique_ptr<GgufFile> file);
 
   const TensorRecord* Find(const std::string& name) const;
   const std::map<std::string, const TensorRecord*>& tensors() const { return tensors_; }
   // Shards are owned through unique_ptr so TensorRecord pointers stay valid on move.
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  std::vector<std::filesystem::path> paths() const;
+  const GgufFile* gguf() const { return gguf_.get(); }
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::unique_ptr<GgufFile> gguf_;
+  std::vector<std::unique_ptr<TensorRecord>> gguf_records_;
   std::map<std::string, const TensorRecord*> tensors_;
 };
 

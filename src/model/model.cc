@@ -12,6 +12,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
+#include "model/gguf_model.h"
 #include "model/weights.h"
 
 namespace hymba {
@@ -97,38 +98,25 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Model Model::Load(const std::filesystem::path& model_dir, size_t threads) {
-  if (!std::filesystem::exists(model_dir)) throw Error("model directory " + model_dir.string() + " does not exist");
-  if (!std::filesystem::is_directory(model_dir)) {
-    throw Error(model_dir.string() + " is not a directory; -m takes a Hugging Face model directory");
-  }
-  const std::filesystem::path config_path = model_dir / "config.json";
-  if (!std::filesystem::exists(config_path)) throw Error(model_dir.string() + ": missing config.json");
-
+Model Model::Load(const std::filesystem::path& path, size_t threads) {
+  if (!std::filesystem::exists(path)) throw Error("model " + path.string() + " does not exist");
   auto impl = std::make_unique<Impl>();
-  impl->config = LoadConfig(config_path);
-  // E8: generation_config.json's eos_token_id wins over config.json's.
-  if (const std::filesystem::path generation = model_dir / "generation_config.json"; std::filesystem::exists(generation)) {
-    std::ifstream in(generation);
-    std::stringstream text;
-    text << in.rdbuf();
-    nlohmann::json root;
-    try {
-      root = nlohmann::json::parse(text.str());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(generation.string() + ": malformed JSON: " + e.what());
+  if (std::filesystem::is_directory(path)) {
+    const std::filesystem::path config_path = path / "config.json";
+    if (!std::filesystem::exists(config_path)) throw Error(path.string() + ": missing config.json");
+    impl->config = LoadConfig(config_path);
+    if (const std::filesystem::path generation = path / "generation_config.json"; std::filesystem::exists(generation)) {
+      std::ifstream in(generation);
+      std::stringstream text;
+      text << in.rdbuf();
+      ApplyGenerationConfig(impl->config, text.str(), generation.string());
     }
-    if (root.is_object() && root.contains("eos_token_id") && !root["eos_token_id"].is_null()) {
-      const nlohmann::json& eos = root["eos_token_id"];
-      std::vector<int64_t> ids;
-      for (const nlohmann::json& id : eos.is_array() ? eos : nlohmann::json::array({eos})) {
-        if (!id.is_number_integer()) throw Error(generation.string() + ": eos_token_id must be an integer or a list of them");
-        ids.push_back(id.get<int64_t>());
-      }
-      impl->config.eos_token_ids = ids;
-    }
+    impl->checkpoint = Checkpoint::Open(path);
+  } else {
+    std::unique_ptr<GgufFile> file = OpenModelGguf(path);
+    impl->config = ConfigFromGguf(*file);
+    impl->checkpoint = Checkpoint::FromGguf(std::move(file));
   }
-  impl->checkpoint = Checkpoint::Open(model_dir);
   impl->weights = BindWeights(impl->config, impl->checkpoint);
   impl->inv_freq = RopeInverseFrequencies(impl->config);
   impl->pool = std::make_unique<ThreadPool>(threads);
@@ -140,7 +128,7 @@ Model Model::Load(const std::filesystem::path& model_dir, size_t threads) {
     storage.bytes += static_cast<int64_t>(record->data.size());
     storage.bytes_by_dtype[record->dtype_name] += static_cast<int64_t>(record->data.size());
   }
-  for (const auto& file : impl->checkpoint.files()) storage.files.push_back(file->path());
+  storage.files = impl->checkpoint.paths();
   storage.unused_tensors = impl->weights.unused_tensors;
   storage.separate_lm_head = impl->weights.lm_head.data != impl->weights.embed_tokens.data;
   return Model(std::move(impl));

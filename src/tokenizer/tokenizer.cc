@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "hymba/error.h"
+#include "io/gguf.h"
+#include "io/gguf_keys.h"
 
 namespace hymba {
 namespace {
@@ -66,34 +68,86 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::Load(const std::filesystem::path& model_dir) {
-  if (!std::filesystem::is_directory(model_dir)) {
-    throw Error("model directory " + model_dir.string() + " does not exist or is not a directory");
-  }
-  auto impl = std::make_unique<Impl>();
+namespace {
+
+// What a tokenizer is built from, read from a model directory or a GGUF file.
+struct TokenizerSources {
+  std::string sentencepiece_model;  // serialized ModelProto
+  std::string sentencepiece_source;  // for messages
+  std::optional<json> tokenizer_config;
+  std::string tokenizer_config_source;
+  std::optional<json> model_config;
+};
+
+TokenizerSources ReadDirectory(const std::filesystem::path& model_dir) {
+  TokenizerSources sources;
   const std::filesystem::path model_path = model_dir / "tokenizer.model";
   if (!std::filesystem::exists(model_path)) throw Error(model_dir.string() + ": missing tokenizer.model");
-  if (const auto status = impl->processor.Load(model_path.string()); !status.ok()) {
-    throw Error(model_path.string() + ": cannot load SentencePiece model: " + status.ToString());
+  std::ifstream in(model_path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  sources.sentencepiece_model = bytes.str();
+  sources.sentencepiece_source = model_path.string();
+  sources.tokenizer_config_source = (model_dir / "tokenizer_config.json").string();
+  if (std::filesystem::exists(model_dir / "tokenizer_config.json")) {
+    sources.tokenizer_config = ReadJson(model_dir / "tokenizer_config.json");
+  }
+  if (std::filesystem::exists(model_dir / "config.json")) sources.model_config = ReadJson(model_dir / "config.json");
+  return sources;
+}
+
+TokenizerSources ReadGguf(const std::filesystem::path& path) {
+  if (!GgufFile::HasMagic(path)) {
+    throw Error(path.string() + " is neither a model directory nor a GGUF file (it does not start with \"GGUF\")");
+  }
+  const GgufFile file(path);
+  auto parse = [&](const char* key) {
+    try {
+      return json::parse(file.GetString(key));
+    } catch (const json::exception& e) {
+      throw Error(path.string() + ": GGUF metadata \"" + key + "\" is malformed JSON: " + e.what());
+    }
+  };
+  TokenizerSources sources;
+  const GgufValue& model = file.Get(gguf_keys::kSentencePiece);
+  if (model.type != GgufValueType::kArray || model.element_type != GgufValueType::kUint8) {
+    throw Error(path.string() + ": GGUF metadata \"" + std::string(gguf_keys::kSentencePiece) + "\" is not a byte array");
+  }
+  sources.sentencepiece_model = model.bytes;
+  sources.sentencepiece_source = path.string() + " (" + gguf_keys::kSentencePiece + ")";
+  sources.tokenizer_config_source = path.string() + " (" + gguf_keys::kTokenizerConfig + ")";
+  if (file.metadata().contains(gguf_keys::kTokenizerConfig)) sources.tokenizer_config = parse(gguf_keys::kTokenizerConfig);
+  if (file.metadata().contains(gguf_keys::kConfig)) sources.model_config = parse(gguf_keys::kConfig);
+  return sources;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::Load(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) throw Error("model " + path.string() + " does not exist");
+  const TokenizerSources sources = std::filesystem::is_directory(path) ? ReadDirectory(path) : ReadGguf(path);
+  auto impl = std::make_unique<Impl>();
+  if (const auto status = impl->processor.LoadFromSerializedProto(sources.sentencepiece_model); !status.ok()) {
+    throw Error(sources.sentencepiece_source + ": cannot load SentencePiece model: " + status.ToString());
   }
   impl->vocab_size = impl->processor.GetPieceSize();
 
-  const std::filesystem::path config_path = model_dir / "tokenizer_config.json";
-  if (std::filesystem::exists(config_path)) {
-    const json config = ReadJson(config_path);
+  const std::string& config_source = sources.tokenizer_config_source;
+  if (sources.tokenizer_config) {
+    const json& config = *sources.tokenizer_config;
     if (config.contains("add_bos_token")) {
-      if (!config["add_bos_token"].is_boolean()) throw Error(config_path.string() + ": add_bos_token is not true or false");
+      if (!config["add_bos_token"].is_boolean()) throw Error(config_source + ": add_bos_token is not true or false");
       impl->add_bos = config["add_bos_token"].get<bool>();
     }
     if (config.contains("chat_template") && !config["chat_template"].is_null()) {
       if (!config["chat_template"].is_string()) {
-        throw Error(config_path.string() + ": chat_template must be a string (named template lists are not supported)");
+        throw Error(config_source + ": chat_template must be a string (named template lists are not supported)");
       }
       impl->chat_template = config["chat_template"].get<std::string>();
     }
     if (config.contains("added_tokens_decoder")) {
       const json& decoder = config["added_tokens_decoder"];
-      if (!decoder.is_object()) throw Error(config_path.string() + ": added_tokens_decoder is not an object");
+      if (!decoder.is_object()) throw Error(config_source + ": added_tokens_decoder is not an object");
       for (const auto& [key, entry] : decoder.items()) {
         int32_t id = -1;
         try {
@@ -104,7 +158,7 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& model_dir) {
         }
         if (id < 0 || !entry.is_object() || !entry.contains("content") || !entry["content"].is_string() ||
             entry["content"].get<std::string>().empty()) {
-          throw Error(config_path.string() + ": added_tokens_decoder entry \"" + key + "\" is not {id: {content, special}}");
+          throw Error(config_source + ": added_tokens_decoder entry \"" + key + "\" is not {id: {content, special}}");
         }
         impl->added.push_back({id, entry["content"].get<std::string>(), entry.value("special", false)});
         impl->vocab_size = std::max(impl->vocab_size, id + 1);
@@ -116,8 +170,8 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& model_dir) {
   for (const AddedToken& token : impl->added) impl->added_by_id[token.id] = &token;
 
   impl->bos = impl->processor.bos_id();
-  if (const std::filesystem::path model_config = model_dir / "config.json"; std::filesystem::exists(model_config)) {
-    const json config = ReadJson(model_config);
+  if (sources.model_config) {
+    const json& config = *sources.model_config;
     if (config.contains("bos_token_id") && config["bos_token_id"].is_number_integer()) {
       impl->bos = config["bos_token_id"].get<int32_t>();
     }

@@ -1,11 +1,11 @@
 // The tiled matrix product on every SIMD target against a double-precision loop.
 #include "kernels/matmul.h"
 
+#include "kernels/quantize.h"
+
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
@@ -25,21 +25,14 @@ struct StoredMatrix {
 StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   StoredMatrix m;
-  m.bytes.resize(rows * cols * DTypeSize(type) + 1);  // +1: store at an odd offset
+  m.bytes.resize(RowBytes(type, cols) * rows + 1);  // +1: store at an odd offset
   std::byte* data = m.bytes.data() + 1;
-  for (size_t i = 0; i < rows * cols; ++i) {
-    const float value = normal(rng);
-    if (type == DType::kF32) {
-      std::memcpy(data + 4 * i, &value, 4);
-    } else if (type == DType::kBF16) {
-      const uint16_t bits = static_cast<uint16_t>(std::bit_cast<uint32_t>(value) >> 16);
-      std::memcpy(data + 2 * i, &bits, 2);
-    } else {
-      const uint16_t bits = static_cast<uint16_t>(0x3c00 + (i % 512));  // f16 in [1, 1.5)
-      std::memcpy(data + 2 * i, &bits, 2);
-    }
-    m.values.push_back(LoadAsF32(type, data, i));
+  std::vector<float> row(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    for (float& value : row) value = normal(rng);
+    QuantizeRow(type, row, data + r * RowBytes(type, cols));
   }
+  for (size_t i = 0; i < rows * cols; ++i) m.values.push_back(LoadAsF32(type, data + i / cols * RowBytes(type, cols), i % cols));
   m.view = MatView{type, data, rows, cols};
   return m;
 }
@@ -58,8 +51,10 @@ TEST_P(MatMulTest, MatchesDoubleLoopOnEveryTarget) {
   ThreadPool pool(3);
   test::ForEachSimdTarget([&](int64_t) {
     std::mt19937 rng(7);
+    const std::vector<size_t> col_counts = IsQuantized(GetParam()) ? std::vector<size_t>{32, 64, 96, 1024}
+                                                                   : std::vector<size_t>{1, 7, 15, 16, 17, 33, 130, 1000};
     for (size_t rows : {1, 3, 4, 5, 17, 301}) {
-      for (size_t cols : {1, 7, 15, 16, 17, 33, 130, 1000}) {
+      for (size_t cols : col_counts) {
         for (size_t n : {1, 2, 5, 6, 7, 13}) {
           const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
           const std::vector<float> x = RandomVector(n * cols, rng);
@@ -88,7 +83,7 @@ TEST_P(MatMulTest, MatchesDoubleLoopOnEveryTarget) {
 // accumulated the same way whatever the batch, the tile and the thread count.
 TEST_P(MatMulTest, OutputsDoNotDependOnBatchTileOrThreads) {
   std::mt19937 rng(11);
-  constexpr size_t kRows = 517, kCols = 1001, kTokens = 13;  // large enough to run on the pool
+  const size_t kRows = 517, kCols = IsQuantized(GetParam()) ? 1024 : 1001, kTokens = 13;  // large enough to run on the pool
   const StoredMatrix w = MakeMatrix(GetParam(), kRows, kCols, rng);
   const std::vector<float> x = RandomVector(kTokens * kCols, rng);
   ThreadPool one(1), three(3);
@@ -127,7 +122,7 @@ TEST(MatMulTargets, DispatchReachesEachTarget) {
   EXPECT_GE(distinct.size(), 2u);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllStorageTypes, MatMulTest, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+INSTANTIATE_TEST_SUITE_P(AllStorageTypes, MatMulTest, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0),
                          [](const auto& param_info) { return std::string(DTypeName(param_info.param)); });
 
 }  // namespace

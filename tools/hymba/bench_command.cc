@@ -69,7 +69,7 @@ void PrintJson(const BenchReport& report) {
 void AddBenchCommand(CLI::App& app, BenchFlags& flags) {
   CLI::App* bench = app.add_subcommand("bench", "Prompt processing and generation speed beside their yardsticks");
   flags.command = bench;
-  bench->add_option("-m,--model", flags.options.model, "Hugging Face model directory")->required();
+  bench->add_option("-m,--model", flags.options.model, "Hugging Face model directory or GGUF file")->required();
   bench->add_option("-p,--n-prompt", flags.options.prompt_sizes, "Prompt sizes (pp tests), comma-separated")
       ->delimiter(',')
       ->capture_default_str();

@@ -52,6 +52,15 @@ struct BenchFlags {
   CLI::App* command = nullptr;
 };
 void AddBenchCommand(CLI::App& app, BenchFlags& flags);
+
+struct ConvertFlags {
+  std::string model_dir;
+  std::string output;
+  std::string type = "bf16";
+  CLI::App* command = nullptr;
+};
+void AddConvertCommand(CLI::App& app, ConvertFlags& flags);
+void RunConvert(const ConvertFlags& flags);
 void RunBench(const BenchFlags& flags);
 
 // Loads a model with the -t thread count (0 = one per core).

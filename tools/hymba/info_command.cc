@@ -139,13 +139,12 @@ void PrintText(const std::filesystem::path& dir, const Config& c, const ModelRep
 }  // namespace
 
 void RunInfo(const std::filesystem::path& model_dir, bool as_json) {
-  if (!std::filesystem::is_directory(model_dir)) {
-    throw Error("model directory " + model_dir.string() + " does not exist or is not a directory");
-  }
-  if (!std::filesystem::exists(model_dir / "config.json")) throw Error(model_dir.string() + ": missing config.json");
+  if (!std::filesystem::exists(model_dir)) throw Error("model " + model_dir.string() + " does not exist");
+  const bool gguf = !std::filesystem::is_directory(model_dir);
+  if (!gguf && !std::filesystem::exists(model_dir / "config.json")) throw Error(model_dir.string() + ": missing config.json");
   // A directory may hold only config and tokenizer (as the real 1.5B config in
   // tests/data does); weights, when present, must load.
-  const bool has_weights = std::filesystem::exists(model_dir / "model.safetensors") ||
+  const bool has_weights = gguf || std::filesystem::exists(model_dir / "model.safetensors") ||
                            std::filesystem::exists(model_dir / "model.safetensors.index.json");
   std::optional<Model> model;
   if (has_weights) model.emplace(Model::Load(model_dir));

@@ -66,7 +66,9 @@ void PrintTopNextTokens(const std::filesystem::path& model_dir, std::span<const 
   double normalizer = 0;
   for (float logit : last_row) normalizer += std::exp(static_cast<double>(logit - max_logit));
   std::optional<Tokenizer> tokenizer;
-  if (std::filesystem::exists(model_dir / "tokenizer.model")) tokenizer.emplace(Tokenizer::Load(model_dir));
+  if (std::filesystem::is_regular_file(model_dir) || std::filesystem::exists(model_dir / "tokenizer.model")) {
+    tokenizer.emplace(Tokenizer::Load(model_dir));
+  }
   std::printf("| rank | token | probability | logit | text |\n|---:|---:|---:|---:|---|\n");
   for (size_t rank = 0; rank < count; ++rank) {
     const int32_t id = order[rank];
@@ -115,7 +117,7 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string model_dir;
   auto add_model = [&](CLI::App* command) {
-    command->add_option("-m,--model", model_dir, "Hugging Face model directory")->required();
+    command->add_option("-m,--model", model_dir, "Hugging Face model directory or GGUF file")->required();
   };
 
   bool json = false;
@@ -155,7 +157,7 @@ int Main(int argc, char** argv) {
 
   GenerateFlags generate_flags;
   CLI::App* generate = app.add_subcommand("generate", "Continue a prompt, streaming the text");
-  generate->add_option("-m,--model", generate_flags.model_dir, "Hugging Face model directory")->required();
+  generate->add_option("-m,--model", generate_flags.model_dir, "Hugging Face model directory or GGUF file")->required();
   generate->add_option("-p,--prompt", generate_flags.prompt, "Prompt text (BOS added as tokenizer_config says)")->required();
   generate->add_option("-n,--n-predict", generate_flags.max_tokens, "Tokens to generate; -1 = until EOS or the context limit")
       ->capture_default_str();
@@ -166,7 +168,7 @@ int Main(int argc, char** argv) {
 
   ChatFlags chat_flags;
   CLI::App* chat = app.add_subcommand("chat", "Interactive multi-turn chat through the model's chat template");
-  chat->add_option("-m,--model", chat_flags.model_dir, "Hugging Face model directory")->required();
+  chat->add_option("-m,--model", chat_flags.model_dir, "Hugging Face model directory or GGUF file")->required();
   chat->add_option("--system", chat_flags.system, "System message");
   chat->add_option("-n,--n-predict", chat_flags.max_tokens, "Tokens per reply at most; -1 = no limit")->capture_default_str();
   chat->add_option("--stop", chat_flags.stop, "Also stop a reply at this text; repeatable");
@@ -183,6 +185,8 @@ int Main(int argc, char** argv) {
 
   BenchFlags bench_flags;
   AddBenchCommand(app, bench_flags);
+  ConvertFlags convert_flags;
+  AddConvertCommand(app, convert_flags);
 
   try {
     app.parse(argc, argv);
@@ -199,6 +203,7 @@ int Main(int argc, char** argv) {
     if (chat->parsed()) RunChat(chat_flags);
     if (prompt->parsed()) RunPrompt(model_dir, messages_file, !no_generation_prompt);
     if (bench_flags.command->parsed()) RunBench(bench_flags);
+    if (convert_flags.command->parsed()) RunConvert(convert_flags);
   } catch (const std::exception& e) {
     std::cerr << "hymba: error: " << e.what() << "\n";
     return 1;
