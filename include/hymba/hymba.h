@@ -7,4 +7,5 @@
 #include "hymba/error.h"
 #include "hymba/info.h"
 #include "hymba/model.h"
+#include "hymba/quality.h"
 #include "hymba/tokenizer.h"

@@ -13,7 +13,7 @@
 
 #include "hymba/error.h"
 #include "hymba/model.h"
-#include "kernels/dot.h"
+#include "kernels/sum.h"
 
 namespace hymba {
 namespace {

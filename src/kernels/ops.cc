@@ -12,28 +12,27 @@ void RmsNorm(const float* x, std::span<const float> weight, size_t width, float 
   for (size_t i = 0; i < width; ++i) out[i] = x[i] * scale * (weight.empty() ? 1.0f : weight[i]);
 }
 
-void ApplyRope(float* head, std::span<const float> inv_freq, int64_t position) {
-  const size_t half = inv_freq.size();
-  for (size_t i = 0; i < half; ++i) {
+void RotaryAngles(std::span<const float> inv_freq, int64_t position, float* cos, float* sin) {
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
     const double angle = static_cast<double>(inv_freq[i]) * static_cast<double>(position);
-    const float cos_a = static_cast<float>(std::cos(angle));
-    const float sin_a = static_cast<float>(std::sin(angle));
-    const float first = head[i];
-    const float second = head[i + half];
-    head[i] = first * cos_a - second * sin_a;
-    head[i + half] = second * cos_a + first * sin_a;
+    cos[i] = static_cast<float>(std::cos(angle));
+    sin[i] = static_cast<float>(std::sin(angle));
   }
 }
 
-void Softmax(float* x, size_t n) {
-  if (n == 0) return;
-  const float max_value = *std::max_element(x, x + n);
-  float sum = 0.0f;
-  for (size_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - max_value);
-    sum += x[i];
+void ApplyRope(float* head, const float* cos, const float* sin, size_t half) {
+  for (size_t i = 0; i < half; ++i) {
+    const float first = head[i];
+    const float second = head[i + half];
+    head[i] = first * cos[i] - second * sin[i];
+    head[i + half] = second * cos[i] + first * sin[i];
   }
-  for (size_t i = 0; i < n; ++i) x[i] /= sum;
+}
+
+void ApplyRope(float* head, std::span<const float> inv_freq, int64_t position) {
+  std::vector<float> cos(inv_freq.size()), sin(inv_freq.size());
+  RotaryAngles(inv_freq, position, cos.data(), sin.data());
+  ApplyRope(head, cos.data(), sin.data(), inv_freq.size());
 }
 
 }  // namespace hymba

@@ -17,9 +17,10 @@ void RmsNorm(const float* x, std::span<const float> weight, size_t width, float 
 
 // GPT-NeoX "rotate half" RoPE of one head vector at absolute position `position`.
 void ApplyRope(float* head, std::span<const float> inv_freq, int64_t position);
-
-// In-place softmax over x[0..n).
-void Softmax(float* x, size_t n);
+// The same in two steps, so the angles of a position serve every head:
+// cos and sin of inv_freq[i] * position (f32 of the double angle), then the rotation.
+void RotaryAngles(std::span<const float> inv_freq, int64_t position, float* cos, float* sin);
+void ApplyRope(float* head, const float* cos, const float* sin, size_t half);
 
 inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 

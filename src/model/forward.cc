@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/dot.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/scan.h"
@@ -198,31 +198,27 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
   // Heads are independent; each range of heads has its own scratch.
   pool.ParallelFor(heads, [&](size_t head_begin, size_t head_end) {
-    std::vector<float> query(dqk), scores;
+    std::vector<float> query(dqk), scores, cos(inv_freq.size()), sin(inv_freq.size());
+    std::vector<const float*> key_rows, value_rows;
     for (size_t t = 0; t < n; ++t) {
       const int64_t i = start + static_cast<int64_t>(t);
       // Visible keys (E3): the meta tokens and the newest sliding_window + 1
       // positions in a sliding-window layer, everything up to i in a global one.
       const int64_t window_begin = role.global_attention ? 0 : std::max<int64_t>(0, i - c.sliding_window);
       const int64_t meta_end = std::min(window_begin, c.num_memory_tokens);
-      const auto visible = static_cast<size_t>(meta_end + (i + 1 - window_begin));
-      auto position_of = [&](size_t m) {
-        return static_cast<int64_t>(m) < meta_end ? static_cast<int64_t>(m)
-                                                  : window_begin + (static_cast<int64_t>(m) - meta_end);
-      };
-      scores.resize(visible);
+      key_rows.clear();
+      value_rows.clear();
+      for (int64_t p = 0; p < meta_end; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
+      for (int64_t p = window_begin; p <= i; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
+      scores.resize(key_rows.size());
+      if (c.rope) RotaryAngles(inv_freq, i, cos.data(), sin.data());
       for (size_t h = head_begin; h < head_end; ++h) {
         std::copy_n(q + t * stride + h * dqk, dqk, query.data());
         if (!w.q_norm.empty()) RmsNorm(query.data(), w.q_norm, dqk, eps, query.data());
-        if (c.rope) ApplyRope(query.data(), inv_freq, i);
+        if (c.rope) ApplyRope(query.data(), cos.data(), sin.data(), inv_freq.size());
         const size_t g = h / group;
-        for (size_t m = 0; m < visible; ++m) {
-          scores[m] = Dot(query.data(), source.Key(position_of(m)) + g * dqk, dqk) * scale;
-        }
-        Softmax(scores.data(), visible);
-        float* o = out + t * heads * dv + h * dv;
-        std::fill(o, o + dv, 0.0f);
-        for (size_t m = 0; m < visible; ++m) AddScaled(scores[m], source.Value(position_of(m)) + g * dv, o, dv);
+        Attend(query.data(), key_rows.data(), g * dqk, value_rows.data(), g * dv, key_rows.size(), dqk, dv, scale,
+               scores.data(), out + t * heads * dv + h * dv);
       }
     }
   });

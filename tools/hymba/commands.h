@@ -10,6 +10,7 @@
 
 #include "hymba/bench.h"
 #include "hymba/generate.h"
+#include "hymba/quality.h"
 #include "hymba/sampling.h"
 
 namespace hymba::cli {
@@ -61,6 +62,15 @@ struct ConvertFlags {
 };
 void AddConvertCommand(CLI::App& app, ConvertFlags& flags);
 void RunConvert(const ConvertFlags& flags);
+
+struct PerplexityFlags {
+  QualityOptions options;
+  std::string base_model;
+  bool json = false;
+  CLI::App* command = nullptr;
+};
+void AddPerplexityCommand(CLI::App& app, PerplexityFlags& flags);
+void RunPerplexity(const PerplexityFlags& flags);
 void RunBench(const BenchFlags& flags);
 
 // Loads a model with the -t thread count (0 = one per core).

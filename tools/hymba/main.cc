@@ -187,6 +187,8 @@ int Main(int argc, char** argv) {
   AddBenchCommand(app, bench_flags);
   ConvertFlags convert_flags;
   AddConvertCommand(app, convert_flags);
+  PerplexityFlags perplexity_flags;
+  AddPerplexityCommand(app, perplexity_flags);
 
   try {
     app.parse(argc, argv);
@@ -204,6 +206,7 @@ int Main(int argc, char** argv) {
     if (prompt->parsed()) RunPrompt(model_dir, messages_file, !no_generation_prompt);
     if (bench_flags.command->parsed()) RunBench(bench_flags);
     if (convert_flags.command->parsed()) RunConvert(convert_flags);
+    if (perplexity_flags.command->parsed()) RunPerplexity(perplexity_flags);
   } catch (const std::exception& e) {
     std::cerr << "hymba: error: " << e.what() << "\n";
     return 1;

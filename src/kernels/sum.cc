@@ -1,7 +1,7 @@
-#include "kernels/dot.h"
+#include "kernels/sum.h"
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "kernels/dot.cc"
+#define HWY_TARGET_INCLUDE "kernels/sum.cc"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
@@ -9,26 +9,6 @@ HWY_BEFORE_NAMESPACE();
 namespace hymba {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-float DotF32(const float* a, const float* b, size_t n) {
-  const hn::ScalableTag<float> df;
-  const size_t lanes = hn::Lanes(df);
-  auto sum = hn::Zero(df);
-  size_t i = 0;
-  for (; i + lanes <= n; i += lanes) sum = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), sum);
-  float total = hn::GetLane(hn::SumOfLanes(df, sum));
-  for (; i < n; ++i) total += a[i] * b[i];
-  return total;
-}
-
-void AddScaledF32(float scale, const float* x, float* y, size_t n) {
-  const hn::ScalableTag<float> df;
-  const size_t lanes = hn::Lanes(df);
-  const auto s = hn::Set(df, scale);
-  size_t i = 0;
-  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::MulAdd(s, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
-  for (; i < n; ++i) y[i] += scale * x[i];
-}
 
 // Four accumulators: the loads, not the adds, must be the limit.
 float SumF32(const float* x, size_t n) {
@@ -54,12 +34,8 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace hymba {
 
-HWY_EXPORT(DotF32);
-HWY_EXPORT(AddScaledF32);
 HWY_EXPORT(SumF32);
 
-float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(a, b, n); }
-void AddScaled(float scale, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AddScaledF32)(scale, x, y, n); }
 float Sum(const float* x, size_t n) { return HWY_DYNAMIC_DISPATCH(SumF32)(x, n); }
 
 }  // namespace hymba
