@@ -6,10 +6,6 @@
 namespace hymba {
 namespace {
 
-std::pair<size_t, size_t> Range(size_t count, size_t parts, size_t index) {
-  return {count * index / parts, count * (index + 1) / parts};
-}
-
 void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -25,7 +21,7 @@ constexpr auto kSpinBeforeSleep = std::chrono::milliseconds(2);
 
 ThreadPool::ThreadPool(size_t threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { Work(i); });
+  for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { Work(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -37,7 +33,15 @@ ThreadPool::~ThreadPool() {
   for (std::thread& worker : workers_) worker.join();
 }
 
-void ThreadPool::Work(size_t index) {
+void ThreadPool::RunRanges() {
+  while (true) {
+    const size_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+    if (begin >= count_) return;
+    (*task_)(begin, std::min(count_, begin + grain_));
+  }
+}
+
+void ThreadPool::Work() {
   uint64_t seen = 0;
   while (true) {
     auto idle_since = std::chrono::steady_clock::now();
@@ -52,25 +56,25 @@ void ThreadPool::Work(size_t index) {
     }
     if (stopping_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    const auto [begin, end] = Range(count_, size(), index);
-    if (begin < end) (*task_)(begin, end);
+    RunRanges();
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
-void ThreadPool::ParallelFor(size_t count, const std::function<void(size_t, size_t)>& fn) {
+void ThreadPool::ParallelFor(size_t count, const std::function<void(size_t, size_t)>& fn, size_t grain) {
   if (workers_.empty() || count < 2) {
     if (count > 0) fn(0, count);
     return;
   }
   task_ = &fn;
   count_ = count;
+  grain_ = grain > 0 ? grain : (count + size() - 1) / size();
+  next_.store(0, std::memory_order_relaxed);
   pending_.store(workers_.size(), std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);
   { std::lock_guard lock(mutex_); }  // a worker between its check and its wait is now waiting
   wake_.notify_all();
-  const auto [begin, end] = Range(count, size(), 0);
-  if (begin < end) fn(begin, end);
+  RunRanges();
   while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
 }
 

@@ -28,17 +28,23 @@ class ThreadPool {
   size_t size() const { return workers_.size() + 1; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, count), in parallel,
-  // and returns when all are done. fn must not throw.
-  void ParallelFor(size_t count, const std::function<void(size_t, size_t)>& fn);
+  // and returns when all are done. Threads claim ranges of `grain` indices as
+  // they finish the previous one, so a thread slowed by the memory system or
+  // the OS does not hold the others up; grain 0 means one range per thread.
+  // fn must not throw.
+  void ParallelFor(size_t count, const std::function<void(size_t, size_t)>& fn, size_t grain = 0);
 
  private:
-  void Work(size_t index);
+  void Work();
+  void RunRanges();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;  // guards sleeping only; tasks are handed over through the atomics
   std::condition_variable wake_;
   const std::function<void(size_t, size_t)>* task_ = nullptr;
   size_t count_ = 0;
+  size_t grain_ = 1;
+  std::atomic<size_t> next_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<size_t> pending_{0};
   std::atomic<bool> stopping_{false};

@@ -14,51 +14,113 @@ namespace hymba {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-void AttendImpl(const float* query, const float* const* key_rows, size_t key_offset, const float* const* value_rows,
-                size_t value_offset, size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out) {
+constexpr size_t kMaxHeads = 8;  // heads per pass: 2 x 8 value accumulators fit the registers
+
+// kHeads heads sharing one K/V head; a compile-time count keeps the
+// accumulators in registers.
+template <size_t kHeads>
+void AttendHeads(const float* queries, const float* const* key_rows, size_t key_offset,
+                 const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
+                 float* scores, float* out) {
   const hn::ScalableTag<float> d;
   const hn::CappedTag<float, 1> d1;
   const size_t lanes = hn::Lanes(d);
+  using V = hn::Vec<decltype(d)>;
+  constexpr size_t heads = kHeads;
 
-  float max_score = -INFINITY;
+  // Scores: one pass over the keys, each key vector multiplied into every head.
   for (size_t m = 0; m < count; ++m) {
     const float* key = key_rows[m] + key_offset;
-    auto acc = hn::Zero(d);
+    V acc[kHeads];
+#pragma GCC unroll 8
+    for (size_t j = 0; j < heads; ++j) acc[j] = hn::Zero(d);
     size_t i = 0;
-    for (; i + lanes <= dqk; i += lanes) acc = hn::MulAdd(hn::LoadU(d, query + i), hn::LoadU(d, key + i), acc);
-    float dot = hn::GetLane(hn::SumOfLanes(d, acc));
-    for (; i < dqk; ++i) dot += query[i] * key[i];
-    scores[m] = dot * scale;
-    max_score = std::max(max_score, scores[m]);
+    for (; i + lanes <= dqk; i += lanes) {
+      const V k = hn::LoadU(d, key + i);
+#pragma GCC unroll 8
+      for (size_t j = 0; j < heads; ++j) acc[j] = hn::MulAdd(hn::LoadU(d, queries + j * dqk + i), k, acc[j]);
+    }
+    for (size_t j = 0; j < heads; ++j) {
+      float dot = hn::GetLane(hn::SumOfLanes(d, acc[j]));
+      for (size_t tail = i; tail < dqk; ++tail) dot += queries[j * dqk + tail] * key[tail];
+      scores[j * count + m] = dot * scale;
+    }
   }
 
-  // Unnormalised weights exp(s - max); the sum divides the output once.
-  const auto shift = hn::Set(d, max_score);
-  auto sum_vector = hn::Zero(d);
-  size_t m = 0;
-  for (; m + lanes <= count; m += lanes) {
-    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, scores + m), shift));
-    hn::StoreU(e, d, scores + m);
-    sum_vector = hn::Add(sum_vector, e);
-  }
-  float sum = hn::GetLane(hn::SumOfLanes(d, sum_vector));
-  for (; m < count; ++m) {
-    const auto e = hn::Exp(d1, hn::Sub(hn::Set(d1, scores[m]), hn::Set(d1, max_score)));
-    scores[m] = hn::GetLane(e);
-    sum += scores[m];
+  // Softmax weights, unnormalised: exp(s - max); the sum divides the output once.
+  float inverse[kHeads];
+  for (size_t j = 0; j < heads; ++j) {
+    float* row = scores + j * count;
+    const float max_score = *std::max_element(row, row + count);
+    const auto shift = hn::Set(d, max_score);
+    auto sum_vector = hn::Zero(d);
+    size_t m = 0;
+    for (; m + lanes <= count; m += lanes) {
+      const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, row + m), shift));
+      hn::StoreU(e, d, row + m);
+      sum_vector = hn::Add(sum_vector, e);
+    }
+    float sum = hn::GetLane(hn::SumOfLanes(d, sum_vector));
+    for (; m < count; ++m) {  // the same exp, one lane at a time
+      row[m] = hn::GetLane(hn::Exp(d1, hn::Sub(hn::Set(d1, row[m]), hn::Set(d1, max_score))));
+      sum += row[m];
+    }
+    inverse[j] = 1.0f / sum;
   }
 
-  const float inverse = 1.0f / sum;
+  // Weighted values: keys outermost, each value vector read once for every
+  // head; each output element is one accumulation over the keys in order.
   size_t i = 0;
+  for (; i + 2 * lanes <= dv; i += 2 * lanes) {
+    V a0[kHeads], a1[kHeads];
+#pragma GCC unroll 8
+    for (size_t j = 0; j < heads; ++j) a0[j] = a1[j] = hn::Zero(d);
+    for (size_t k = 0; k < count; ++k) {
+      const float* v = value_rows[k] + value_offset + i;
+      const V v0 = hn::LoadU(d, v), v1 = hn::LoadU(d, v + lanes);
+#pragma GCC unroll 8
+      for (size_t j = 0; j < heads; ++j) {
+        const V weight = hn::Set(d, scores[j * count + k]);
+        a0[j] = hn::MulAdd(weight, v0, a0[j]);
+        a1[j] = hn::MulAdd(weight, v1, a1[j]);
+      }
+    }
+    for (size_t j = 0; j < heads; ++j) {
+      hn::StoreU(hn::Mul(a0[j], hn::Set(d, inverse[j])), d, out + j * dv + i);
+      hn::StoreU(hn::Mul(a1[j], hn::Set(d, inverse[j])), d, out + j * dv + i + lanes);
+    }
+  }
   for (; i + lanes <= dv; i += lanes) {
-    auto acc = hn::Zero(d);
-    for (size_t k = 0; k < count; ++k) acc = hn::MulAdd(hn::Set(d, scores[k]), hn::LoadU(d, value_rows[k] + value_offset + i), acc);
-    hn::StoreU(hn::Mul(acc, hn::Set(d, inverse)), d, out + i);
+    for (size_t j = 0; j < heads; ++j) {
+      V acc = hn::Zero(d);
+      for (size_t k = 0; k < count; ++k) {
+        acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), hn::LoadU(d, value_rows[k] + value_offset + i), acc);
+      }
+      hn::StoreU(hn::Mul(acc, hn::Set(d, inverse[j])), d, out + j * dv + i);
+    }
   }
   for (; i < dv; ++i) {
-    float acc = 0.0f;
-    for (size_t k = 0; k < count; ++k) acc += scores[k] * value_rows[k][value_offset + i];
-    out[i] = acc * inverse;
+    for (size_t j = 0; j < heads; ++j) {
+      float acc = 0.0f;
+      for (size_t k = 0; k < count; ++k) acc += scores[j * count + k] * value_rows[k][value_offset + i];
+      out[j * dv + i] = acc * inverse[j];
+    }
+  }
+}
+
+void AttendImpl(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
+                const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
+                float* scores, float* out) {
+  for (size_t first = 0; first < heads; first += kMaxHeads) {
+    const float* q = queries + first * dqk;
+    float* o = out + first * dv;
+    switch (std::min(kMaxHeads, heads - first)) {
+#define HYMBA_ATTEND_CASE(n) \
+  case n: AttendHeads<n>(q, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, o); break;
+      HYMBA_ATTEND_CASE(1) HYMBA_ATTEND_CASE(2) HYMBA_ATTEND_CASE(3) HYMBA_ATTEND_CASE(4)
+      HYMBA_ATTEND_CASE(5) HYMBA_ATTEND_CASE(6) HYMBA_ATTEND_CASE(7) HYMBA_ATTEND_CASE(8)
+#undef HYMBA_ATTEND_CASE
+    }
   }
 }
 
@@ -71,9 +133,11 @@ namespace hymba {
 
 HWY_EXPORT(AttendImpl);
 
-void Attend(const float* query, const float* const* key_rows, size_t key_offset, const float* const* value_rows,
-            size_t value_offset, size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out) {
-  HWY_DYNAMIC_DISPATCH(AttendImpl)(query, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, out);
+void Attend(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
+            const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
+            float* scores, float* out) {
+  HWY_DYNAMIC_DISPATCH(AttendImpl)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
+                                   scale, scores, out);
 }
 
 }  // namespace hymba

@@ -204,7 +204,8 @@ void QuantizedBlocks(const MatView& w, const float* x, size_t n, float* y, size_
   constexpr size_t kLanes = hn::MaxLanes(decltype(df)());
   constexpr size_t kVectors = StepVectors<Format, decltype(df)>();
   const size_t block_rows = BlockRows(w.cols * sizeof(float));
-  std::vector<float> panel(block_rows * w.cols);
+  thread_local std::vector<float> panel;  // kept: a fresh 512 KB buffer per call would fault its pages in each time
+  panel.resize(block_rows * w.cols);
   for (size_t b = row_begin; b < row_end; b += block_rows) {
     const size_t rows = std::min(row_end, b + block_rows) - b;
     for (size_t r = 0; r < rows; ++r) {
@@ -238,6 +239,8 @@ namespace hymba {
 
 HWY_EXPORT(MatMulRows);
 
+constexpr size_t kTileRowsForSplit = 4;  // kTileRows of the per-target code
+
 void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
   auto run = [&](size_t row_begin, size_t row_end) {
     HWY_DYNAMIC_DISPATCH(MatMulRows)(w, x, n, y, row_begin, row_end);
@@ -248,12 +251,13 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
     run(0, w.rows);
     return;
   }
-  // Whole tiles of rows, a few units per thread so uneven progress evens out;
-  // each thread blocks its own range for the cache.
-  const size_t units = pool.size() * 4;
-  const size_t unit_rows = ((w.rows + units - 1) / units + 3) / 4 * 4;
+  // Units of whole tiles, claimed by the threads as they go; about 16 per
+  // thread, so a thread slowed by the memory system leaves its share to the others.
+  const size_t units = pool.size() * 16;
+  const size_t unit_rows = ((w.rows + units - 1) / units + kTileRowsForSplit - 1) / kTileRowsForSplit * kTileRowsForSplit;
   const size_t count = (w.rows + unit_rows - 1) / unit_rows;
-  pool.ParallelFor(count, [&](size_t begin, size_t end) { run(begin * unit_rows, std::min(w.rows, end * unit_rows)); });
+  pool.ParallelFor(
+      count, [&](size_t begin, size_t end) { run(begin * unit_rows, std::min(w.rows, end * unit_rows)); }, 1);
 }
 
 }  // namespace hymba

@@ -198,7 +198,7 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
   // Heads are independent; each range of heads has its own scratch.
   pool.ParallelFor(heads, [&](size_t head_begin, size_t head_end) {
-    std::vector<float> query(dqk), scores, cos(inv_freq.size()), sin(inv_freq.size());
+    std::vector<float> queries((head_end - head_begin) * dqk), scores, cos(inv_freq.size()), sin(inv_freq.size());
     std::vector<const float*> key_rows, value_rows;
     for (size_t t = 0; t < n; ++t) {
       const int64_t i = start + static_cast<int64_t>(t);
@@ -210,15 +210,21 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
       value_rows.clear();
       for (int64_t p = 0; p < meta_end; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
       for (int64_t p = window_begin; p <= i; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
-      scores.resize(key_rows.size());
+      scores.resize((head_end - head_begin) * key_rows.size());
       if (c.rope) RotaryAngles(inv_freq, i, cos.data(), sin.data());
       for (size_t h = head_begin; h < head_end; ++h) {
-        std::copy_n(q + t * stride + h * dqk, dqk, query.data());
-        if (!w.q_norm.empty()) RmsNorm(query.data(), w.q_norm, dqk, eps, query.data());
-        if (c.rope) ApplyRope(query.data(), cos.data(), sin.data(), inv_freq.size());
+        float* query = &queries[(h - head_begin) * dqk];
+        std::copy_n(q + t * stride + h * dqk, dqk, query);
+        if (!w.q_norm.empty()) RmsNorm(query, w.q_norm, dqk, eps, query);
+        if (c.rope) ApplyRope(query, cos.data(), sin.data(), inv_freq.size());
+      }
+      // Runs of heads that read the same K/V head go through together.
+      for (size_t h = head_begin; h < head_end;) {
         const size_t g = h / group;
-        Attend(query.data(), key_rows.data(), g * dqk, value_rows.data(), g * dv, key_rows.size(), dqk, dv, scale,
-               scores.data(), out + t * heads * dv + h * dv);
+        const size_t run_end = std::min(head_end, (g + 1) * group);
+        Attend(&queries[(h - head_begin) * dqk], run_end - h, key_rows.data(), g * dqk, value_rows.data(), g * dv,
+               key_rows.size(), dqk, dv, scale, scores.data(), out + t * heads * dv + h * dv);
+        h = run_end;
       }
     }
   });

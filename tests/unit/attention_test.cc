@@ -16,41 +16,51 @@ TEST(Attend, MatchesDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
     std::mt19937 rng(4);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (size_t dqk : {1, 16, 20, 64}) {
-      for (size_t dv : {1, 7, 128}) {
-        for (size_t count : {1, 2, 15, 16, 17, 40}) {
-          // Rows scattered in a pool, at offsets, as the ring cache hands them out.
-          const size_t key_offset = 3, value_offset = 5;
-          std::vector<float> pool((count + 7) * (dqk + dv + 8));
-          for (float& v : pool) v = normal(rng);
-          std::vector<const float*> key_rows, value_rows;
-          for (size_t m = 0; m < count; ++m) {
-            const size_t row = (m * 5 + 3) % (count + 7);
-            key_rows.push_back(&pool[row * (dqk + dv + 8)]);
-            value_rows.push_back(&pool[row * (dqk + dv + 8) + dqk]);
+    for (size_t heads : {1, 5, 9}) {  // 9: more heads than one pass takes
+      for (size_t dqk : {1, 16, 20, 64}) {
+        for (size_t dv : {1, 7, 40, 128}) {
+          for (size_t count : {1, 2, 17, 40}) {
+            // Rows scattered in a pool, at offsets, as the ring cache hands them out.
+            const size_t key_offset = 3, value_offset = 5, width = dqk + dv + 8;
+            std::vector<float> pool((count + 7) * width);
+            for (float& v : pool) v = normal(rng);
+            std::vector<const float*> key_rows, value_rows;
+            for (size_t m = 0; m < count; ++m) {
+              const size_t row = (m * 5 + 3) % (count + 7);
+              key_rows.push_back(&pool[row * width]);
+              value_rows.push_back(&pool[row * width + dqk]);
+            }
+            std::vector<float> queries(heads * dqk);
+            for (float& v : queries) v = 4.0f * normal(rng);  // sharp softmax
+            const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
+            std::vector<float> scores(heads * count), out(heads * dv + 1, 99.0f);
+            Attend(queries.data(), heads, key_rows.data(), key_offset, value_rows.data(), value_offset, count, dqk, dv,
+                   scale, scores.data(), out.data());
+            for (size_t j = 0; j < heads; ++j) {
+              std::vector<double> weights(count);
+              double max_score = -INFINITY, sum = 0;
+              for (size_t m = 0; m < count; ++m) {
+                double dot = 0;
+                for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * key_rows[m][key_offset + i];
+                weights[m] = dot * scale;
+                max_score = std::max(max_score, weights[m]);
+              }
+              for (double& w : weights) sum += (w = std::exp(w - max_score));
+              for (size_t i = 0; i < dv; ++i) {
+                double expected = 0;
+                for (size_t m = 0; m < count; ++m) expected += weights[m] / sum * value_rows[m][value_offset + i];
+                ASSERT_NEAR(out[j * dv + i], expected, 1e-5 * (1 + std::fabs(expected)))
+                    << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count << " j " << j;
+              }
+              // The same head alone gives the same bits: a thread's share of
+              // heads must not change any result.
+              std::vector<float> alone(dv), alone_scores(count);
+              Attend(&queries[j * dqk], 1, key_rows.data(), key_offset, value_rows.data(), value_offset, count, dqk, dv,
+                     scale, alone_scores.data(), alone.data());
+              for (size_t i = 0; i < dv; ++i) ASSERT_EQ(alone[i], out[j * dv + i]);
+            }
+            ASSERT_EQ(out[heads * dv], 99.0f);
           }
-          std::vector<float> query(dqk);
-          for (float& v : query) v = 4.0f * normal(rng);  // sharp softmax
-          const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
-          std::vector<float> scores(count), out(dv + 1, 99.0f);
-          Attend(query.data(), key_rows.data(), key_offset, value_rows.data(), value_offset, count, dqk, dv, scale,
-                 scores.data(), out.data());
-          std::vector<double> weights(count);
-          double max_score = -INFINITY, sum = 0;
-          for (size_t m = 0; m < count; ++m) {
-            double dot = 0;
-            for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(query[i]) * key_rows[m][key_offset + i];
-            weights[m] = dot * scale;
-            max_score = std::max(max_score, weights[m]);
-          }
-          for (double& w : weights) sum += (w = std::exp(w - max_score));
-          for (size_t i = 0; i < dv; ++i) {
-            double expected = 0;
-            for (size_t m = 0; m < count; ++m) expected += weights[m] / sum * value_rows[m][value_offset + i];
-            ASSERT_NEAR(out[i], expected, 1e-5 * (1 + std::fabs(expected)))
-                << "dqk " << dqk << " dv " << dv << " count " << count << " i " << i;
-          }
-          ASSERT_EQ(out[dv], 99.0f);
         }
       }
     }
@@ -62,7 +72,7 @@ TEST(Attend, HugeScoresStayFinite) {
   const float* keys[] = {key.data(), key.data(), key.data()};
   const float* values[] = {value.data(), value.data(), value.data()};
   std::vector<float> scores(3), out(4);
-  Attend(query.data(), keys, 0, values, 0, 3, 16, 4, 1.0f, scores.data(), out.data());
+  Attend(query.data(), 1, keys, 0, values, 0, 3, 16, 4, 1.0f, scores.data(), out.data());
   for (float v : out) EXPECT_FLOAT_EQ(v, 2.0f);
 }
 

@@ -41,6 +41,8 @@ def main():
                         help="directory with the config.json and tokenizer files to copy")
     parser.add_argument("--dtype", default="BF16", choices=["BF16", "F16", "F32"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, default=0,
+                        help="keep only the first N layers (global layers and KV groups cut to match)")
     args = parser.parse_args()
     if os.path.exists(args.output):
         sys.exit(f"error: {args.output} already exists; choose a new directory")
@@ -48,6 +50,18 @@ def main():
     with open(os.path.join(args.model, "config.json")) as f:
         raw = json.load(f)
     raw["torch_dtype"] = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[args.dtype]
+    if args.layers > 0:
+        n = args.layers
+        raw["num_hidden_layers"] = n
+        raw["global_attn_idx"] = [i for i in raw.get("global_attn_idx", []) if i < n]
+        if raw.get("kv_reuse_group"):
+            groups = [[i for i in g if i < n] for g in raw["kv_reuse_group"]]
+            raw["kv_reuse_group"] = [g for g in groups if len(g) > 1]
+        for key in ("layer_type", "conv_dim"):
+            if isinstance(raw.get(key), list):
+                raw[key] = raw[key][:n]
+            elif isinstance(raw.get(key), dict):
+                raw[key] = {k: v for k, v in raw[key].items() if int(k) < n}
     c = hymba_ref.Config(raw)
     shapes = tensor_shapes(c, not raw.get("tie_word_embeddings", True))
     rng = np.random.default_rng(args.seed)

@@ -27,7 +27,9 @@ using Json = nlohmann::ordered_json;
 
 ChatTemplate LoadTemplate(const std::filesystem::path& model_dir, const Tokenizer& tokenizer) {
   if (tokenizer.chat_template().empty()) {
-    throw Error((model_dir / "tokenizer_config.json").string() + ": no chat_template; this model has no chat format");
+    const std::filesystem::path source =
+        std::filesystem::is_directory(model_dir) ? model_dir / "tokenizer_config.json" : model_dir;
+    throw Error(source.string() + ": no chat_template; this model has no chat format");
   }
   return ChatTemplate(tokenizer.chat_template());
 }
