@@ -201,7 +201,7 @@ bool GgufFile::HasMagic(const std::filesystem::path& path) {
   return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
-GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {
+GgufFile::GgufFile(const std::filesystem::path& path, FileAccess access) : file_(path, access) {
   Cursor in(file_.bytes(), file_.path());
   if (file_.bytes().size() < 4 || std::memcmp(file_.bytes().data(), "GGUF", 4) != 0) {
     in.Fail("the file does not start with the magic \"GGUF\"");

@@ -56,7 +56,8 @@ struct GgufTensor {
 class GgufFile {
  public:
   static bool HasMagic(const std::filesystem::path& path);  // starts with "GGUF"
-  explicit GgufFile(const std::filesystem::path& path);
+  // kLoad for weights (see FileAccess); kMap to read metadata only.
+  explicit GgufFile(const std::filesystem::path& path, FileAccess access = FileAccess::kLoad);
 
   const std::filesystem::path& path() const { return file_.path(); }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }

@@ -1,4 +1,4 @@
-// A read-only memory map of a whole file, unmapped on destruction.
+// A whole file in read-only memory, released on destruction.
 #pragma once
 
 #include <cstddef>
@@ -7,9 +7,17 @@
 
 namespace hymba {
 
+// kMap maps the file lazily (for reading a few fields of a big file). kLoad
+// reads it into private anonymous memory backed by transparent huge pages:
+// weights are streamed from memory at every decode step, and mapped page-cache
+// pages (mostly 4 KB, and evicted and re-read at the kernel's will) made the
+// decode speed vary up to fivefold between runs in measurements here, while
+// huge-page memory keeps it at the bandwidth limit.
+enum class FileAccess { kMap, kLoad };
+
 class MappedFile {
  public:
-  explicit MappedFile(const std::filesystem::path& path);
+  explicit MappedFile(const std::filesystem::path& path, FileAccess access = FileAccess::kLoad);
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;
   MappedFile(const MappedFile&) = delete;

@@ -100,7 +100,7 @@ TokenizerSources ReadGguf(const std::filesystem::path& path) {
   if (!GgufFile::HasMagic(path)) {
     throw Error(path.string() + " is neither a model directory nor a GGUF file (it does not start with \"GGUF\")");
   }
-  const GgufFile file(path);
+  const GgufFile file(path, FileAccess::kMap);
   auto parse = [&](const char* key) {
     try {
       return json::parse(file.GetString(key));
