@@ -18,6 +18,15 @@ struct WeightStorage {
   int64_t parameters = 0;
   int64_t bytes = 0;
   std::map<std::string, int64_t> bytes_by_dtype;  // "BF16" -> bytes
+  // The storage type holding most of the bytes, e.g. "BF16" or "Q4_0".
+  std::string main_dtype() const {
+    std::string best;
+    int64_t most = -1;
+    for (const auto& [dtype, count] : bytes_by_dtype) {
+      if (count > most) best = dtype, most = count;
+    }
+    return best;
+  }
   std::vector<std::filesystem::path> files;
   std::vector<std::string> unused_tensors;
   bool separate_lm_head = false;  // an untied lm_head.weight is used  // present in the files, not read by this config

@@ -140,9 +140,7 @@ BenchReport RunBench(const BenchOptions& options) {
     report.parameters = storage.parameters;
     report.weight_bytes = storage.bytes;
     report.bytes_per_token = storage.bytes;  // every matrix once, the embedding as the head
-    report.weight_type = std::max_element(storage.bytes_by_dtype.begin(), storage.bytes_by_dtype.end(),
-                                          [](const auto& a, const auto& b) { return a.second < b.second; })
-                             ->first;
+    report.weight_type = storage.main_dtype();
     const std::vector<MatrixShape> shapes = LayerMatrixShapes(c);
     report.matmul_flops_per_token = 0;
     for (const MatrixShape& s : shapes) report.matmul_flops_per_token += 2 * s.rows * s.cols * s.count;

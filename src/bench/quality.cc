@@ -23,12 +23,6 @@ std::vector<double> LogProbabilities(const float* logits, size_t vocab) {
   return out;
 }
 
-std::string WeightType(const Model& model) {
-  const auto& by_type = model.storage().bytes_by_dtype;
-  return std::max_element(by_type.begin(), by_type.end(), [](const auto& a, const auto& b) { return a.second < b.second; })
-      ->first;
-}
-
 }  // namespace
 
 QualityReport MeasureQuality(const QualityOptions& options) {
@@ -84,7 +78,7 @@ QualityReport MeasureQuality(const QualityOptions& options) {
   }
   QualityReport report;
   report.model_name = options.model.filename().string();
-  report.weight_type = WeightType(model);
+  report.weight_type = model.storage().main_dtype();
   report.chunks = static_cast<int>(chunks);
   report.tokens_scored = scored;
   report.perplexity = std::exp(nll / static_cast<double>(scored));
