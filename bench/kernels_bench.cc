@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "core/interleaved.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/quantize.h"
@@ -23,6 +24,7 @@ std::vector<std::byte> RandomMatrixBytes(DType type, size_t rows, size_t cols) {
     for (float& value : row) value = normal(rng);
     QuantizeRow(type, row, &bytes[r * RowBytes(type, cols)]);
   }
+  if (IsQuantized(type)) InterleaveQuantizedRows(type, rows, cols, bytes);  // as a loaded model holds them
   return bytes;
 }
 
@@ -33,7 +35,7 @@ void BM_MatMul(benchmark::State& state) {
   const auto tokens = static_cast<size_t>(state.range(3));
   ThreadPool pool(static_cast<size_t>(state.range(4)));
   const std::vector<std::byte> bytes = RandomMatrixBytes(type, rows, cols);
-  const MatView w{type, bytes.data(), rows, cols};
+  const MatView w{type, bytes.data(), rows, cols, IsQuantized(type)};
   std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
   for (auto _ : state) {
     MatMul(w, x.data(), tokens, y.data(), pool);

@@ -5,19 +5,27 @@
 #include <span>
 
 #include "core/dtype.h"
+#include "core/interleaved.h"
 
 namespace hymba {
 
-// Row-major [rows, cols] matrix in its stored type; kernels decode it on the fly.
+// [rows, cols] matrix in its stored type; kernels decode it on the fly. Rows
+// are contiguous, or for q8_0 and q4_0 in a model interleaved by 16 (see
+// core/interleaved.h).
 struct MatView {
   DType type = DType::kF32;
   const std::byte* data = nullptr;
   size_t rows = 0;
   size_t cols = 0;
+  bool interleaved = false;
 
   bool empty() const { return data == nullptr; }
-  const std::byte* Row(size_t r) const { return data + r * RowBytes(type, cols); }
+  const std::byte* Row(size_t r) const { return data + r * RowBytes(type, cols); }  // contiguous rows only
   void DecodeRow(size_t r, std::span<float> out) const {
+    if (interleaved) {
+      for (size_t c = 0; c < cols; ++c) out[c] = LoadInterleaved(type, data, rows, cols, r, c);
+      return;
+    }
     const std::byte* row = Row(r);
     for (size_t c = 0; c < cols; ++c) out[c] = LoadAsF32(type, row, c);
   }

@@ -51,6 +51,7 @@ struct GgufTensor {
   uint32_t ggml_type = 0;
   std::vector<int64_t> dims;  // GGUF order: dims[0] is the contiguous (column) dimension
   std::span<const std::byte> data;
+  bool interleaved = false;  // rewritten by InterleaveQuantizedMatrices
 };
 
 class GgufFile {
@@ -62,6 +63,10 @@ class GgufFile {
   const std::filesystem::path& path() const { return file_.path(); }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
+
+  // Rewrites every 2-D q8_0/q4_0 tensor, in place, into the layout the int8
+  // kernels read (core/interleaved.h). The file must have been loaded (kLoad).
+  void InterleaveQuantizedMatrices();
 
   // Typed access; a missing key or another type is an error naming the key.
   const GgufValue& Get(const std::string& key) const;

@@ -36,14 +36,15 @@ MappedFile::MappedFile(const std::filesystem::path& path, FileAccess access) : p
   if (access == FileAccess::kMap) {
     void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd, 0);
     if (mapped == MAP_FAILED) throw Error(path.string() + ": cannot mmap: " + std::strerror(errno));
-    data_ = static_cast<const std::byte*>(mapped);
+    data_ = static_cast<std::byte*>(mapped);
     return;
   }
   void* memory = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) {
     throw Error(path.string() + ": cannot allocate " + std::to_string(size_) + " bytes: " + std::strerror(errno));
   }
-  data_ = static_cast<const std::byte*>(memory);
+  data_ = static_cast<std::byte*>(memory);
+  loaded_ = true;
   ::madvise(memory, size_, MADV_HUGEPAGE);  // advisory: without THP the copy still works
   auto* out = static_cast<char*>(memory);
   size_t done = 0;
@@ -60,10 +61,25 @@ MappedFile::MappedFile(const std::filesystem::path& path, FileAccess access) : p
   ::mprotect(memory, size_, PROT_READ);
 }
 
+void MappedFile::Rewrite(const std::function<void(std::span<std::byte>)>& edit) {
+  if (size_ == 0) return;
+  if (!loaded_) throw Error(path_.string() + ": a mapped file cannot be rewritten in memory");
+  if (::mprotect(data_, size_, PROT_READ | PROT_WRITE) != 0) {
+    throw Error(path_.string() + ": cannot make the loaded file writable: " + std::strerror(errno));
+  }
+  struct Reprotect {
+    std::byte* memory;
+    size_t size;
+    ~Reprotect() { ::mprotect(memory, size, PROT_READ); }
+  } reprotect{data_, size_};
+  edit({data_, size_});
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
       data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)),
+      loaded_(std::exchange(other.loaded_, false)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -71,6 +87,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    loaded_ = std::exchange(other.loaded_, false);
   }
   return *this;
 }
@@ -78,7 +95,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 MappedFile::~MappedFile() { Release(); }
 
 void MappedFile::Release() {
-  if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (data_ != nullptr) ::munmap(data_, size_);
   data_ = nullptr;
   size_ = 0;
 }

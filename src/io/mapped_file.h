@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <span>
 
 namespace hymba {
@@ -25,13 +26,17 @@ class MappedFile {
   ~MappedFile();
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  // Lets `edit` change a loaded (kLoad) file's bytes in place; they are
+  // read-only at all other times. Mapped files cannot be edited.
+  void Rewrite(const std::function<void(std::span<std::byte>)>& edit);
   const std::filesystem::path& path() const { return path_; }
 
  private:
   void Release();
   std::filesystem::path path_;
-  const std::byte* data_ = nullptr;
+  std::byte* data_ = nullptr;  // written only inside Rewrite
   size_t size_ = 0;
+  bool loaded_ = false;
 };
 
 }  // namespace hymba

@@ -207,6 +207,7 @@ Checkpoint Checkpoint::FromGguf(std::unique_ptr<GgufFile> file) {
     record->dtype_name = std::string(DTypeName(*record->dtype));
     record->shape.assign(tensor.dims.rbegin(), tensor.dims.rend());  // GGUF lists the contiguous dimension first
     record->data = tensor.data;
+    record->interleaved = tensor.interleaved;
     record->file = file->path();
     checkpoint.tensors_[record->name] = record.get();
     checkpoint.gguf_records_.push_back(std::move(record));

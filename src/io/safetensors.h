@@ -25,6 +25,7 @@ struct TensorRecord {
   std::vector<int64_t> shape;
   std::span<const std::byte> data;
   std::filesystem::path file;
+  bool interleaved = false;  // a q8_0/q4_0 matrix in the layout of core/interleaved.h
 
   int64_t elements() const;
 };

@@ -13,6 +13,7 @@
 #include "hymba/error.h"
 #include "hymba/model.h"
 #include "hymba/tokenizer.h"
+#include "core/mat_view.h"
 #include "io/gguf_keys.h"
 #include "kernels/quantize.h"
 #include "test_util.h"
@@ -143,6 +144,48 @@ TEST(Gguf, QuantizedShippedModelStaysCloseToF32) {
   EXPECT_GT(kl_q4, kl_q8);
   EXPECT_LT(kl_q4, 0.2);
   EXPECT_GT(top1_q4, 0.7);
+}
+
+// A model's q8_0/q4_0 matrices are rewritten in memory for the int8 kernels;
+// every weight must decode as the file stores it, and the file on disk must
+// not change. A lazily mapped file cannot be rewritten.
+TEST(Gguf, InterleavingKeepsEveryWeight) {
+  test::TempDir dir;
+  for (const std::string type : {"q8_0", "q4_0"}) {
+    const std::filesystem::path path = Convert(dir, kShipped, type);
+    const auto size_before = std::filesystem::file_size(path);
+    const GgufFile original(path);
+    GgufFile interleaved(path);
+    interleaved.InterleaveQuantizedMatrices();
+    size_t matrices = 0;
+    for (size_t i = 0; i < original.tensors().size(); ++i) {
+      const GgufTensor& before = original.tensors()[i];
+      const GgufTensor& after = interleaved.tensors()[i];
+      const std::optional<DType> dtype = DTypeFromGgml(before.ggml_type);
+      ASSERT_TRUE(dtype.has_value());
+      ASSERT_EQ(after.interleaved, IsQuantized(*dtype) && before.dims.size() == 2) << before.name;
+      if (!after.interleaved) continue;
+      ++matrices;
+      const auto rows = static_cast<size_t>(before.dims[1]), cols = static_cast<size_t>(before.dims[0]);
+      const MatView view{*dtype, after.data.data(), rows, cols, true};
+      std::vector<float> row(cols);
+      for (size_t r = 0; r < rows; ++r) {
+        view.DecodeRow(r, row);
+        for (size_t c = 0; c < cols; ++c) {
+          ASSERT_EQ(row[c], LoadAsF32(*dtype, before.data.data() + r * RowBytes(*dtype, cols), c)) << before.name;
+        }
+      }
+    }
+    EXPECT_GT(matrices, 10u) << type;
+    EXPECT_EQ(std::filesystem::file_size(path), size_before);
+    const GgufFile reread(path);
+    for (size_t i = 0; i < original.tensors().size(); ++i) {
+      const std::span<const std::byte> a = original.tensors()[i].data, b = reread.tensors()[i].data;
+      ASSERT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "the file changed: " << original.tensors()[i].name;
+    }
+    GgufFile mapped(path, FileAccess::kMap);
+    ExpectError([&] { mapped.InterleaveQuantizedMatrices(); }, {path.string(), "mapped"});
+  }
 }
 
 TEST(Gguf, TokenizerAndChatTemplateTravelInTheFile) {

@@ -1,11 +1,14 @@
 // The tiled matrix product on every SIMD target against a double-precision loop.
 #include "kernels/matmul.h"
 
+#include "hymba/error.h"
+#include "kernels/matmul_int8.h"
 #include "kernels/quantize.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <vector>
@@ -15,7 +18,8 @@
 namespace hymba {
 namespace {
 
-// Weights stored in `type`, plus the exact f32 values they decode to.
+// Weights stored in `type` (q8_0 and q4_0 interleaved, as a loaded model
+// holds them), plus the exact f32 values they decode to.
 struct StoredMatrix {
   std::vector<std::byte> bytes;
   std::vector<double> values;
@@ -33,7 +37,8 @@ StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng)
     QuantizeRow(type, row, data + r * RowBytes(type, cols));
   }
   for (size_t i = 0; i < rows * cols; ++i) m.values.push_back(LoadAsF32(type, data + i / cols * RowBytes(type, cols), i % cols));
-  m.view = MatView{type, data, rows, cols};
+  if (IsQuantized(type)) InterleaveQuantizedRows(type, rows, cols, {data, RowBytes(type, cols) * rows});
+  m.view = MatView{type, data, rows, cols, IsQuantized(type)};
   return m;
 }
 
@@ -42,6 +47,24 @@ std::vector<float> RandomVector(size_t size, std::mt19937& rng) {
   std::vector<float> v(size);
   for (float& value : v) value = normal(rng);
   return v;
+}
+
+// Row r of w times token x in double, and the sum of the terms' magnitudes.
+// Quantized weights multiply the activations as QuantizeActivations gives them.
+std::pair<double, double> Expected(const StoredMatrix& w, const float* x, size_t r) {
+  const size_t cols = w.view.cols;
+  std::vector<double> activations(x, x + cols);
+  if (IsQuantized(w.view.type)) {
+    Int8Activations q;
+    QuantizeActivations(w.view.type, x, 1, cols, q);
+    for (size_t c = 0; c < cols; ++c) activations[c] = double{q.scales[c / kQuantBlock]} * q.quants[c];
+  }
+  double expected = 0, magnitude = 0;
+  for (size_t c = 0; c < cols; ++c) {
+    expected += w.values[r * cols + c] * activations[c];
+    magnitude += std::fabs(w.values[r * cols + c] * activations[c]);
+  }
+  return {expected, magnitude};
 }
 
 class MatMulTest : public ::testing::TestWithParam<DType> {};
@@ -53,20 +76,16 @@ TEST_P(MatMulTest, MatchesDoubleLoopOnEveryTarget) {
     std::mt19937 rng(7);
     const std::vector<size_t> col_counts = IsQuantized(GetParam()) ? std::vector<size_t>{32, 64, 96, 1024}
                                                                    : std::vector<size_t>{1, 7, 15, 16, 17, 33, 130, 1000};
-    for (size_t rows : {1, 3, 4, 5, 17, 301}) {
+    for (size_t rows : {1, 3, 4, 5, 16, 17, 301}) {
       for (size_t cols : col_counts) {
-        for (size_t n : {1, 2, 5, 6, 7, 13}) {
+        for (size_t n : {1, 2, 5, 6, 7, 8, 9, 17}) {
           const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
           const std::vector<float> x = RandomVector(n * cols, rng);
           std::vector<float> y(n * rows + 1, 12345.0f);  // guard element after the output
           MatMul(w.view, x.data(), n, y.data(), pool);
           for (size_t t = 0; t < n; ++t) {
             for (size_t r = 0; r < rows; ++r) {
-              double expected = 0, magnitude = 0;
-              for (size_t c = 0; c < cols; ++c) {
-                expected += w.values[r * cols + c] * x[t * cols + c];
-                magnitude += std::fabs(w.values[r * cols + c] * x[t * cols + c]);
-              }
+              const auto [expected, magnitude] = Expected(w, &x[t * cols], r);
               ASSERT_NEAR(y[t * rows + r], expected, 1e-6 * (1 + magnitude) * std::sqrt(cols))
                   << "rows " << rows << " cols " << cols << " n " << n << " t " << t << " r " << r;
             }
@@ -121,6 +140,104 @@ TEST(MatMulTargets, DispatchReachesEachTarget) {
   });
   EXPECT_GE(distinct.size(), 2u);
 }
+
+class Int8MatMulTest : public ::testing::TestWithParam<DType> {};
+
+// The interleaved layout holds the same weights: every element decodes to
+// what the GGUF row held, for short last groups too.
+TEST_P(Int8MatMulTest, InterleavedRowsDecodeToTheOriginalWeights) {
+  std::mt19937 rng(5);
+  for (size_t rows : {1, 15, 16, 17, 33, 50}) {
+    for (size_t cols : {32, 64, 1600}) {
+      const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
+      std::vector<float> row(cols);
+      for (size_t r = 0; r < rows; ++r) {
+        w.view.DecodeRow(r, row);
+        for (size_t c = 0; c < cols; ++c) ASSERT_EQ(row[c], w.values[r * cols + c]) << rows << "x" << cols << " r " << r << " c " << c;
+      }
+    }
+  }
+}
+
+// Enough tokens that the blocks are split over the pool.
+TEST_P(Int8MatMulTest, QuantizedActivationsRoundToTheBlockScale) {
+  constexpr size_t kTokens = 1100, kCols = 64, kBlocks = kTokens * kCols / kQuantBlock;
+  std::mt19937 rng(9);
+  std::vector<float> x = RandomVector(kTokens * kCols, rng);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // token 1, block 0: all zero
+  x[200] = std::nanf("");                           // token 3, block 0
+  x[1000] = std::numeric_limits<float>::infinity();  // token 15, block 1
+  const int zero_point = GetParam() == DType::kQ8_0 ? 128 : 8;
+  ThreadPool pool(2);
+  for (Int8Kernel kernel : {Int8Kernel::kPortable, Int8Kernel::kVnni}) {
+    if (kernel == Int8Kernel::kVnni && !CpuHasVnni()) continue;
+    SCOPED_TRACE(kernel == Int8Kernel::kVnni ? "AVX-512" : "portable");
+    Int8Activations q;
+    QuantizeActivations(GetParam(), x.data(), kTokens, kCols, q, &pool, kernel);
+    ASSERT_EQ(q.tokens, kTokens);
+    ASSERT_EQ(q.blocks, 2u);
+    for (size_t block = 0; block < kBlocks; ++block) {  // in x's order: token block / 2, column block block % 2
+      const size_t stored = block % 2 * kTokens + block / 2;  // block-major
+      const float scale = q.scales[stored];
+      const bool special = block == 6 || block == 31;
+      int sum = 0, max_abs = 0;
+      for (size_t e = 0; e < kQuantBlock; ++e) {
+        const size_t i = block * kQuantBlock + e;
+        const int quant = q.quants[stored * kQuantBlock + e];
+        sum += quant;
+        max_abs = std::max(max_abs, std::abs(quant));
+        if (!special) {
+          ASSERT_LE(std::fabs(x[i] - scale * quant), 0.5001f * scale) << "element " << i;
+        }
+      }
+      ASSERT_EQ(q.offsets[stored], -zero_point * sum) << "block " << block;
+      if (block == 2) {
+        EXPECT_EQ(scale, 0.0f);
+        EXPECT_EQ(max_abs, 0);
+      } else if (special) {
+        EXPECT_TRUE(std::isnan(scale)) << "a NaN or infinite input must reach the output, block " << block;
+      } else {
+        ASSERT_EQ(max_abs, 127) << "block " << block;
+      }
+    }
+  }
+}
+
+// The VNNI kernel and the portable one compute the same integers and the same
+// f32 operations in the same order.
+TEST_P(Int8MatMulTest, VnniKernelEqualsPortableKernelBitForBit) {
+  if (!CpuHasVnni()) GTEST_SKIP() << "no AVX-512 VNNI on this machine";
+  std::mt19937 rng(13);
+  for (size_t rows : {1, 7, 16, 17, 40}) {
+    for (size_t n : {1, 3, 8, 11}) {
+      const size_t cols = 320;
+      const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
+      const std::vector<float> x = RandomVector(n * cols, rng);
+      Int8Activations q, q_portable;
+      QuantizeActivations(GetParam(), x.data(), n, cols, q, nullptr, Int8Kernel::kVnni);
+      QuantizeActivations(GetParam(), x.data(), n, cols, q_portable, nullptr, Int8Kernel::kPortable);
+      ASSERT_EQ(q.quants, q_portable.quants);
+      ASSERT_EQ(q.scales, q_portable.scales);
+      ASSERT_EQ(q.offsets, q_portable.offsets);
+      const size_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
+      std::vector<float> portable(n * rows), vnni(n * rows);
+      MatMulInt8(w.view, q, portable.data(), rows, 0, groups, Int8Kernel::kPortable);
+      MatMulInt8(w.view, q, vnni.data(), rows, 0, groups, Int8Kernel::kVnni);
+      ASSERT_EQ(portable, vnni) << "rows " << rows << " n " << n;
+    }
+  }
+}
+
+TEST_P(Int8MatMulTest, RefusesRowsThatWereNotInterleaved) {
+  std::vector<std::byte> bytes(RowBytes(GetParam(), 32) * 4);
+  const MatView view{GetParam(), bytes.data(), 4, 32};
+  std::vector<float> x(32), y(4);
+  ThreadPool pool(1);
+  EXPECT_THROW(MatMul(view, x.data(), 1, y.data(), pool), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantizedTypes, Int8MatMulTest, ::testing::Values(DType::kQ8_0, DType::kQ4_0),
+                         [](const auto& param_info) { return std::string(DTypeName(param_info.param)); });
 
 INSTANTIATE_TEST_SUITE_P(AllStorageTypes, MatMulTest, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0),
                          [](const auto& param_info) { return std::string(DTypeName(param_info.param)); });

@@ -1,0 +1,287 @@
+#include "kernels/matmul_int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace hymba {
+namespace {
+
+// The stored (unsigned) value that means weight 0.
+int32_t ZeroPoint(DType type) { return type == DType::kQ8_0 ? 128 : 8; }
+
+int32_t LoadI32(const int8_t* p) {
+  int32_t value;
+  std::memcpy(&value, p, 4);
+  return value;
+}
+
+// Tokens per pass over a group's weights: 8 weight, 8 accumulator and a few
+// temporary vectors stay within AVX-512's 32 registers.
+constexpr size_t kTileTokens = 8;
+
+struct GroupView {
+  const std::byte* scales;  // [blocks][lanes] f16
+  const std::byte* quants;  // [blocks][chunks][lanes][4]
+  size_t lanes;
+  size_t blocks;
+};
+
+GroupView Group(const MatView& w, size_t g) {
+  const InterleavedGroup group = FindGroup(w.type, w.data, w.rows, w.cols, g * kInterleaveRows);
+  const size_t blocks = w.cols / kQuantBlock;
+  return {group.base, group.base + 2 * blocks * group.lanes, group.lanes, blocks};
+}
+
+// Weight e (0..31) of lane j in block b, as stored (unsigned).
+int32_t StoredWeight(DType type, const GroupView& g, size_t b, size_t j, size_t e) {
+  const std::byte* quants = g.quants + b * g.lanes * InterleavedQuantBytes(type);
+  if (type == DType::kQ8_0) return static_cast<uint8_t>(quants[(e / 4 * g.lanes + j) * 4 + e % 4]);
+  const size_t low = e % 16;
+  const auto packed = static_cast<uint8_t>(quants[(low / 4 * g.lanes + j) * 4 + low % 4]);
+  return e < 16 ? packed & 0x0f : packed >> 4;
+}
+
+void GroupPortable(DType type, const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,
+                   size_t y_stride, size_t row0) {
+  for (size_t t = t0; t < t0 + tokens; ++t) {
+    for (size_t j = 0; j < g.lanes; ++j) {
+      float acc = 0.0f;
+      for (size_t b = 0; b < g.blocks; ++b) {
+        const size_t block = b * x.tokens + t;
+        const int8_t* a = &x.quants[block * kQuantBlock];
+        int32_t dot = x.offsets[block];
+        for (size_t e = 0; e < kQuantBlock; ++e) dot += StoredWeight(type, g, b, j, e) * a[e];
+        const float scale = F16ToF32(LoadU16(g.scales + 2 * (b * g.lanes + j))) * x.scales[block];
+        acc = std::fma(static_cast<float>(dot), scale, acc);
+      }
+      y[t * y_stride + row0 + j] = acc;
+    }
+  }
+}
+
+// One block of 32 values: its scale, quants and the sum of its quants. A NaN
+// or infinity makes the block's scale NaN, so its products are NaN as f32
+// arithmetic would make them.
+int32_t QuantizeBlockPortable(const float* values, int8_t* quants, float& scale) {
+  float max_abs = 0.0f;
+  bool finite = true;
+  for (size_t e = 0; e < kQuantBlock; ++e) {
+    max_abs = std::max(max_abs, std::fabs(values[e]));
+    finite = finite && std::isfinite(values[e]);
+  }
+  if (!finite) {
+    scale = std::numeric_limits<float>::quiet_NaN();
+    std::fill(quants, quants + kQuantBlock, int8_t{0});
+    return 0;
+  }
+  scale = max_abs / 127.0f;
+  const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+  int32_t sum = 0;
+  for (size_t e = 0; e < kQuantBlock; ++e) {
+    // |values[e] * inverse| <= 127 up to rounding, so the clamp only guards.
+    quants[e] = static_cast<int8_t>(std::clamp(std::nearbyint(values[e] * inverse), -127.0f, 127.0f));
+    sum += quants[e];
+  }
+  return sum;
+}
+
+#if defined(__x86_64__)
+// GCC 12 flags the deliberately undefined pass-through operand inside
+// avx512fintrin.h's conversions (_mm512_undefined_ps) once they are inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// One lane per row. Chunk k of the 8 weight vectors pairs with activation
+// bytes 4k..4k+3 of the block (see core/interleaved.h), broadcast to all rows.
+#define HYMBA_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c,fma")))
+
+HYMBA_VNNI_TARGET inline __m512i RoundToQuants(__m512 values, __m512 inverse) {
+  const __m512i rounded = _mm512_cvtps_epi32(_mm512_mul_ps(values, inverse));  // MXCSR: nearest-even
+  return _mm512_max_epi32(_mm512_min_epi32(rounded, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+}
+
+// QuantizeBlockPortable's arithmetic, vectorised: the same division, product
+// and round-to-nearest-even, so the same bits.
+HYMBA_VNNI_TARGET int32_t QuantizeBlockAvx512(const float* values, int8_t* quants, float& scale) {
+  const __m512 low = _mm512_loadu_ps(values), high = _mm512_loadu_ps(values + 16);
+  const __m512 zero = _mm512_setzero_ps();
+  // x - x is 0 exactly for finite x and NaN for NaN and infinities.
+  const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_sub_ps(low, low), zero, _CMP_EQ_OQ) &
+                           _mm512_cmp_ps_mask(_mm512_sub_ps(high, high), zero, _CMP_EQ_OQ);
+  if (finite != 0xffff) {
+    scale = std::numeric_limits<float>::quiet_NaN();
+    std::fill(quants, quants + kQuantBlock, int8_t{0});
+    return 0;
+  }
+  const float max_abs = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(low), _mm512_abs_ps(high)));
+  scale = max_abs / 127.0f;
+  const __m512 inverse = _mm512_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+  const __m512i q_low = RoundToQuants(low, inverse), q_high = RoundToQuants(high, inverse);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(quants), _mm512_cvtepi32_epi8(q_low));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(quants + 16), _mm512_cvtepi32_epi8(q_high));
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(q_low, q_high));
+}
+
+// Full groups use plain loads: masked loads made decoding three times slower
+// on Zen 5 (measured with hymba_kernel_bench).
+template <bool kFull>
+HYMBA_VNNI_TARGET inline __m512i LoadLanes(const std::byte* p, __mmask16 mask) {
+  if constexpr (kFull) return _mm512_loadu_si512(p);
+  return _mm512_maskz_loadu_epi32(mask, p);
+}
+
+// Decoding streams the weights from DRAM; the prefetcher alone left it at
+// 60 % of the read bandwidth.
+constexpr size_t kPrefetchAhead = 4096;
+
+template <DType kType, size_t kTokens, bool kFull>
+HYMBA_VNNI_TARGET void GroupVnni(
+    const GroupView& g, const Int8Activations& x, size_t t0, float* y, size_t y_stride, size_t row0) {
+  const size_t lanes = kFull ? kInterleaveRows : g.lanes;  // a constant for full groups: simpler addressing
+  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
+  constexpr size_t kQuantBytes = InterleavedQuantBytes(kType);
+  __m512 acc[kTokens];
+  for (size_t t = 0; t < kTokens; ++t) acc[t] = _mm512_setzero_ps();
+  const std::byte* scales = g.scales;
+  const std::byte* quants = g.quants;
+  const int8_t* activations = &x.quants[t0 * kQuantBlock];
+  const float* activation_scales = &x.scales[t0];
+  const int32_t* activation_offsets = &x.offsets[t0];
+  for (size_t b = 0; b < g.blocks; ++b) {
+    const __m512 weight_scales = _mm512_cvtph_ps(
+        kFull ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales)) : _mm256_maskz_loadu_epi16(mask, scales));
+    __m512i w[8];
+    if constexpr (kType == DType::kQ8_0) {
+      for (size_t k = 0; k < 8; ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(quants + 4 * k * lanes + kPrefetchAhead), _MM_HINT_T0);
+        w[k] = LoadLanes<kFull>(quants + 4 * k * lanes, mask);
+      }
+    } else {
+      const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+      for (size_t k = 0; k < 4; ++k) {
+        _mm_prefetch(reinterpret_cast<const char*>(quants + 4 * k * lanes + kPrefetchAhead), _MM_HINT_T0);
+        const __m512i packed = LoadLanes<kFull>(quants + 4 * k * lanes, mask);
+        w[k] = _mm512_and_si512(packed, low_nibbles);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
+      }
+    }
+    for (size_t t = 0; t < kTokens; ++t) {
+      const int8_t* a = activations + t * kQuantBlock;
+      // Two chains of four, so decoding (one token) is not bound by VNNI latency.
+      __m512i dot0 = _mm512_set1_epi32(activation_offsets[t]), dot1 = _mm512_setzero_si512();
+      for (size_t k = 0; k < 4; ++k) {
+        dot0 = _mm512_dpbusd_epi32(dot0, w[k], _mm512_set1_epi32(LoadI32(a + 4 * k)));
+        dot1 = _mm512_dpbusd_epi32(dot1, w[k + 4], _mm512_set1_epi32(LoadI32(a + 16 + 4 * k)));
+      }
+      const __m512 scale = _mm512_mul_ps(weight_scales, _mm512_set1_ps(activation_scales[t]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(dot0, dot1)), scale, acc[t]);
+    }
+    scales += 2 * lanes;
+    quants += kQuantBytes * lanes;
+    activations += x.tokens * kQuantBlock;
+    activation_scales += x.tokens;
+    activation_offsets += x.tokens;
+  }
+  for (size_t t = 0; t < kTokens; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * y_stride + row0, mask, acc[t]);
+}
+
+template <DType kType, size_t kTokens>
+void GroupVnni(const GroupView& g, const Int8Activations& x, size_t t0, float* y, size_t y_stride, size_t row0) {
+  if (g.lanes == kInterleaveRows) return GroupVnni<kType, kTokens, true>(g, x, t0, y, y_stride, row0);
+  GroupVnni<kType, kTokens, false>(g, x, t0, y, y_stride, row0);
+}
+
+template <DType kType>
+void GroupVnniTokens(const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,
+                     size_t y_stride, size_t row0) {
+  switch (tokens) {
+    case 1: return GroupVnni<kType, 1>(g, x, t0, y, y_stride, row0);
+    case 2: return GroupVnni<kType, 2>(g, x, t0, y, y_stride, row0);
+    case 3: return GroupVnni<kType, 3>(g, x, t0, y, y_stride, row0);
+    case 4: return GroupVnni<kType, 4>(g, x, t0, y, y_stride, row0);
+    case 5: return GroupVnni<kType, 5>(g, x, t0, y, y_stride, row0);
+    case 6: return GroupVnni<kType, 6>(g, x, t0, y, y_stride, row0);
+    case 7: return GroupVnni<kType, 7>(g, x, t0, y, y_stride, row0);
+    default: return GroupVnni<kType, kTileTokens>(g, x, t0, y, y_stride, row0);
+  }
+}
+
+#undef HYMBA_VNNI_TARGET
+#pragma GCC diagnostic pop
+#endif
+
+// Groups whose weights, as the tiles reread them for every token tile, fit in
+// half of a 1 MB L2.
+constexpr size_t kBlockBytes = size_t{512} << 10;
+
+}  // namespace
+
+bool CpuHasVnni() {
+#if !defined(__x86_64__)
+  return false;
+#else
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return has;
+#endif
+}
+
+void QuantizeActivations(DType weight_type, const float* x, size_t n, size_t cols, Int8Activations& out,
+                         ThreadPool* pool, Int8Kernel kernel) {
+  out.tokens = n;
+  out.blocks = cols / kQuantBlock;
+  out.quants.resize(n * cols);
+  out.scales.resize(n * out.blocks);
+  out.offsets.resize(n * out.blocks);
+  const int32_t zero_point = ZeroPoint(weight_type);
+#if defined(__x86_64__)
+  const auto quantize = kernel == Int8Kernel::kVnni ? QuantizeBlockAvx512 : QuantizeBlockPortable;
+#else
+  const auto quantize = QuantizeBlockPortable;
+#endif
+  const auto run = [&](size_t begin, size_t end) {
+    for (size_t block = begin; block < end; ++block) {
+      const size_t token = block % n, column = block / n * kQuantBlock;
+      const int32_t sum = quantize(x + token * cols + column, &out.quants[block * kQuantBlock], out.scales[block]);
+      out.offsets[block] = -zero_point * sum;
+    }
+  };
+  constexpr size_t kMinParallelValues = size_t{1} << 16;
+  if (pool == nullptr || n * cols < kMinParallelValues) return run(0, n * out.blocks);
+  pool->ParallelFor(n * out.blocks, run);
+}
+
+void MatMulInt8(const MatView& w, const Int8Activations& x, float* y, size_t y_stride, size_t group_begin,
+                size_t group_end, Int8Kernel kernel) {
+  const size_t group_bytes = kInterleaveRows * RowBytes(w.type, w.cols);
+  const size_t block_groups = std::max<size_t>(1, kBlockBytes / group_bytes);
+  for (size_t first = group_begin; first < group_end; first += block_groups) {
+    const size_t last = std::min(group_end, first + block_groups);
+    for (size_t t0 = 0; t0 < x.tokens; t0 += kTileTokens) {
+      const size_t tokens = std::min(kTileTokens, x.tokens - t0);
+      for (size_t g = first; g < last; ++g) {
+        const GroupView group = Group(w, g);
+        const size_t row0 = g * kInterleaveRows;
+#if defined(__x86_64__)
+        if (kernel == Int8Kernel::kVnni) {
+          if (w.type == DType::kQ8_0) {
+            GroupVnniTokens<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
+          } else {
+            GroupVnniTokens<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
+          }
+          continue;
+        }
+#endif
+        GroupPortable(w.type, group, x, t0, tokens, y, y_stride, row0);
+      }
+    }
+  }
+}
+
+}  // namespace hymba
