@@ -15,6 +15,7 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr size_t kMaxHeads = 8;  // heads per pass: 2 x 8 value accumulators fit the registers
+constexpr size_t kKeyBlock = 32;  // keys whose value rows (at most a few KB each) stay in L1
 
 // kHeads heads sharing one K/V head; a compile-time count keeps the
 // accumulators in registers.
@@ -29,8 +30,18 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
   constexpr size_t heads = kHeads;
 
   // Scores: one pass over the keys, each key vector multiplied into every head.
+  // A long context's keys and values come from DRAM in rows scattered over
+  // the cache (a position's K/V row holds every K/V head): keys are fetched a
+  // few positions ahead, and each position's values into L2 for the pass
+  // over values below.
+  constexpr size_t kPrefetchKeys = 8;
   for (size_t m = 0; m < count; ++m) {
     const float* key = key_rows[m] + key_offset;
+    if (m + kPrefetchKeys < count) {
+      const float* ahead = key_rows[m + kPrefetchKeys] + key_offset;
+      for (size_t i = 0; i < dqk; i += 16) __builtin_prefetch(ahead + i, 0, 3);
+    }
+    for (size_t i = 0; i < dv; i += 16) __builtin_prefetch(value_rows[m] + value_offset + i, 0, 2);
     V acc[kHeads];
 #pragma GCC unroll 8
     for (size_t j = 0; j < heads; ++j) acc[j] = hn::Zero(d);
@@ -68,43 +79,52 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
     inverse[j] = 1.0f / sum;
   }
 
-  // Weighted values: keys outermost, each value vector read once for every
-  // head; each output element is one accumulation over the keys in order.
-  size_t i = 0;
-  for (; i + 2 * lanes <= dv; i += 2 * lanes) {
-    V a0[kHeads], a1[kHeads];
+  // Weighted values: each value vector read once for every head, each output
+  // element one accumulation over the keys in order. Keys go in blocks whose
+  // value rows stay in L1 while every slice of the outputs passes over them
+  // (with the whole list per slice, long contexts re-read the values from
+  // memory once per slice); the partial sums wait in `out`, exactly.
+  std::fill(out, out + heads * dv, 0.0f);
+  for (size_t k0 = 0; k0 < count; k0 += kKeyBlock) {
+    const size_t k1 = std::min(count, k0 + kKeyBlock);
+    size_t i = 0;
+    for (; i + 2 * lanes <= dv; i += 2 * lanes) {
+      V a0[kHeads], a1[kHeads];
 #pragma GCC unroll 8
-    for (size_t j = 0; j < heads; ++j) a0[j] = a1[j] = hn::Zero(d);
-    for (size_t k = 0; k < count; ++k) {
-      const float* v = value_rows[k] + value_offset + i;
-      const V v0 = hn::LoadU(d, v), v1 = hn::LoadU(d, v + lanes);
+      for (size_t j = 0; j < heads; ++j) a0[j] = hn::LoadU(d, out + j * dv + i), a1[j] = hn::LoadU(d, out + j * dv + i + lanes);
+      for (size_t k = k0; k < k1; ++k) {
+        const float* v = value_rows[k] + value_offset + i;
+        const V v0 = hn::LoadU(d, v), v1 = hn::LoadU(d, v + lanes);
 #pragma GCC unroll 8
+        for (size_t j = 0; j < heads; ++j) {
+          const V weight = hn::Set(d, scores[j * count + k]);
+          a0[j] = hn::MulAdd(weight, v0, a0[j]);
+          a1[j] = hn::MulAdd(weight, v1, a1[j]);
+        }
+      }
+      for (size_t j = 0; j < heads; ++j) hn::StoreU(a0[j], d, out + j * dv + i), hn::StoreU(a1[j], d, out + j * dv + i + lanes);
+    }
+    for (; i + lanes <= dv; i += lanes) {
       for (size_t j = 0; j < heads; ++j) {
-        const V weight = hn::Set(d, scores[j * count + k]);
-        a0[j] = hn::MulAdd(weight, v0, a0[j]);
-        a1[j] = hn::MulAdd(weight, v1, a1[j]);
+        V acc = hn::LoadU(d, out + j * dv + i);
+        for (size_t k = k0; k < k1; ++k) {
+          acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), hn::LoadU(d, value_rows[k] + value_offset + i), acc);
+        }
+        hn::StoreU(acc, d, out + j * dv + i);
       }
     }
-    for (size_t j = 0; j < heads; ++j) {
-      hn::StoreU(hn::Mul(a0[j], hn::Set(d, inverse[j])), d, out + j * dv + i);
-      hn::StoreU(hn::Mul(a1[j], hn::Set(d, inverse[j])), d, out + j * dv + i + lanes);
-    }
-  }
-  for (; i + lanes <= dv; i += lanes) {
-    for (size_t j = 0; j < heads; ++j) {
-      V acc = hn::Zero(d);
-      for (size_t k = 0; k < count; ++k) {
-        acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), hn::LoadU(d, value_rows[k] + value_offset + i), acc);
+    for (; i < dv; ++i) {
+      for (size_t j = 0; j < heads; ++j) {
+        float acc = out[j * dv + i];
+        for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * value_rows[k][value_offset + i];
+        out[j * dv + i] = acc;
       }
-      hn::StoreU(hn::Mul(acc, hn::Set(d, inverse[j])), d, out + j * dv + i);
     }
   }
-  for (; i < dv; ++i) {
-    for (size_t j = 0; j < heads; ++j) {
-      float acc = 0.0f;
-      for (size_t k = 0; k < count; ++k) acc += scores[j * count + k] * value_rows[k][value_offset + i];
-      out[j * dv + i] = acc * inverse[j];
-    }
+  for (size_t j = 0; j < heads; ++j) {
+    size_t i = 0;
+    for (; i + lanes <= dv; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, out + j * dv + i), hn::Set(d, inverse[j])), d, out + j * dv + i);
+    for (; i < dv; ++i) out[j * dv + i] *= inverse[j];
   }
 }
 

@@ -108,6 +108,20 @@ std::vector<float> RopeInverseFrequencies(const Config& config) {
 
 namespace {
 
+// Working buffers of one forward pass, reused by every layer: fresh vectors
+// per layer zero-filled and page-faulted hundreds of MB for long prompts (a
+// fifth of prefill time at 4k tokens). They grow, never shrink, and nothing
+// reads an element before writing it.
+struct Scratch {
+  std::vector<float> u, proj, xc, params, dt, delta_pre, ssm_out, attn_out, fused, normed, mixed, up, gate;
+};
+
+// The first n elements of v, growing it if needed.
+float* Take(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 // Causal depthwise conv (kernel d_conv, zero history before position 0) and
 // SiLU over one segment. xs rows have stride `stride`; the conv state carries
 // the newest d_conv-1 inputs into the next chunk. Output xc: [n, d_inner].
@@ -142,14 +156,14 @@ void CausalConv(const Config& c, const LayerWeights& w, std::vector<float>& conv
 // the dt/B/C norms, and dt_proj without its bias. xc: [rows, d_inner];
 // params: [rows, dt_rank | B | C]; delta_pre: [rows, d_inner].
 void SsmParameters(const Config& c, const LayerWeights& w, ThreadPool& pool, const float* xc, size_t rows,
-                   std::vector<float>& params, std::vector<float>& delta_pre) {
+                   Scratch& scratch) {
   const auto d_state = static_cast<size_t>(c.mamba_d_state);
   const auto dt_rank = static_cast<size_t>(c.mamba_dt_rank);
   const auto eps = static_cast<float>(c.rms_norm_eps);
   const size_t width = dt_rank + 2 * d_state;
-  params.resize(rows * width);
-  MatMul(w.x_proj, xc, rows, params.data(), pool);
-  std::vector<float> dt(rows * dt_rank);  // [rows, dt_rank]
+  float* params = Take(scratch.params, rows * width);
+  MatMul(w.x_proj, xc, rows, params, pool);
+  float* dt = Take(scratch.dt, rows * dt_rank);  // [rows, dt_rank]
   for (size_t r = 0; r < rows; ++r) {
     float* row = &params[r * width];
     if (c.mamba_inner_layernorms) {
@@ -159,8 +173,7 @@ void SsmParameters(const Config& c, const LayerWeights& w, ThreadPool& pool, con
     }
     std::copy_n(row, dt_rank, &dt[r * dt_rank]);
   }
-  delta_pre.resize(rows * static_cast<size_t>(c.d_inner));
-  MatMul(w.dt_proj, dt.data(), rows, delta_pre.data(), pool);
+  MatMul(w.dt_proj, dt, rows, Take(scratch.delta_pre, rows * static_cast<size_t>(c.d_inner)), pool);
 }
 
 // Attention branch over one segment (spec 3.4.3). Owners rotate and append
@@ -198,8 +211,13 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
   // Heads are independent; each range of heads has its own scratch.
   pool.ParallelFor(heads, [&](size_t head_begin, size_t head_end) {
-    std::vector<float> queries((head_end - head_begin) * dqk), scores, cos(inv_freq.size()), sin(inv_freq.size());
-    std::vector<const float*> key_rows, value_rows;
+    // Per-thread buffers kept across calls: the scores of a long context
+    // would otherwise be zero-filled for every layer and token.
+    thread_local std::vector<float> query_buffer, score_buffer, cos_buffer, sin_buffer;
+    thread_local std::vector<const float*> key_rows, value_rows;
+    float* queries = Take(query_buffer, (head_end - head_begin) * dqk);
+    float* cos = Take(cos_buffer, inv_freq.size());
+    float* sin = Take(sin_buffer, inv_freq.size());
     for (size_t t = 0; t < n; ++t) {
       const int64_t i = start + static_cast<int64_t>(t);
       // Visible keys (E3): the meta tokens and the newest sliding_window + 1
@@ -210,20 +228,20 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
       value_rows.clear();
       for (int64_t p = 0; p < meta_end; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
       for (int64_t p = window_begin; p <= i; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
-      scores.resize((head_end - head_begin) * key_rows.size());
-      if (c.rope) RotaryAngles(inv_freq, i, cos.data(), sin.data());
+      float* scores = Take(score_buffer, (head_end - head_begin) * key_rows.size());
+      if (c.rope) RotaryAngles(inv_freq, i, cos, sin);
       for (size_t h = head_begin; h < head_end; ++h) {
         float* query = &queries[(h - head_begin) * dqk];
         std::copy_n(q + t * stride + h * dqk, dqk, query);
         if (!w.q_norm.empty()) RmsNorm(query, w.q_norm, dqk, eps, query);
-        if (c.rope) ApplyRope(query, cos.data(), sin.data(), inv_freq.size());
+        if (c.rope) ApplyRope(query, cos, sin, inv_freq.size());
       }
       // Runs of heads that read the same K/V head go through together.
       for (size_t h = head_begin; h < head_end;) {
         const size_t g = h / group;
         const size_t run_end = std::min(head_end, (g + 1) * group);
         Attend(&queries[(h - head_begin) * dqk], run_end - h, key_rows.data(), g * dqk, value_rows.data(), g * dv,
-               key_rows.size(), dqk, dv, scale, scores.data(), out + t * heads * dv + h * dv);
+               key_rows.size(), dqk, dv, scale, scores, out + t * heads * dv + h * dv);
         h = run_end;
       }
     }
@@ -231,22 +249,24 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
 }
 
 // SwiGLU (down(silu(gate u) * up u)) or relu2 (down(relu(up u)^2)). u, out: [rows, hidden].
-void Mlp(const Config& c, const LayerWeights& w, ThreadPool& pool, const float* u, size_t rows, float* out) {
-  const auto width = static_cast<size_t>(c.intermediate_size);
-  std::vector<float> up(rows * width);  // [rows, intermediate]
-  MatMul(w.up_proj, u, rows, up.data(), pool);
+void Mlp(const Config& c, const LayerWeights& w, ThreadPool& pool, const float* u, size_t rows, Scratch& scratch,
+         float* out) {
+  const size_t size = rows * static_cast<size_t>(c.intermediate_size);
+  float* up = Take(scratch.up, size);  // [rows, intermediate]
+  MatMul(w.up_proj, u, rows, up, pool);
   if (c.mlp_activation == MlpActivation::kSilu) {
-    std::vector<float> gate(rows * width);
-    MatMul(w.gate_proj, u, rows, gate.data(), pool);
-    for (size_t i = 0; i < up.size(); ++i) up[i] *= Silu(gate[i]);
+    float* gate = Take(scratch.gate, size);
+    MatMul(w.gate_proj, u, rows, gate, pool);
+    for (size_t i = 0; i < size; ++i) up[i] *= Silu(gate[i]);
   } else {
-    for (float& value : up) value = value > 0.0f ? value * value : 0.0f;
+    for (size_t i = 0; i < size; ++i) up[i] = up[i] > 0.0f ? up[i] * up[i] : 0.0f;
   }
-  MatMul(w.down_proj, up.data(), rows, out, pool);
+  MatMul(w.down_proj, up, rows, out, pool);
 }
 
 // One decoder layer (spec 3.3-3.4): x [rows, hidden] in place.
-void Layer(const ForwardContext& context, int layer, std::span<const Segment> segments, std::vector<float>& x) {
+void Layer(const ForwardContext& context, int layer, std::span<const Segment> segments, Scratch& scratch,
+           std::vector<float>& x) {
   const Config& c = context.config;
   const LayerWeights& w = context.weights.layers[layer];
   const auto hidden = static_cast<size_t>(c.hidden_size);
@@ -254,13 +274,13 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   const auto eps = static_cast<float>(c.rms_norm_eps);
   const size_t rows = x.size() / hidden;
 
-  std::vector<float> u(rows * hidden);  // [rows, hidden]
+  float* u = Take(scratch.u, rows * hidden);  // [rows, hidden]
   for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.input_norm, hidden, eps, &u[r * hidden]);
 
   // in_proj rows: q | k | v | x | z for owners, q | x | z for consumers (spec 3.4.1).
   const auto width = static_cast<size_t>(c.InProjRows(layer));
-  std::vector<float> proj(rows * width);  // [rows, in_proj rows]
-  MatMul(w.in_proj, u.data(), rows, proj.data(), context.pool);
+  float* proj = Take(scratch.proj, rows * width);  // [rows, in_proj rows]
+  MatMul(w.in_proj, u, rows, proj, context.pool);
   if (!w.in_proj_bias.empty()) {
     for (size_t r = 0; r < rows; ++r) {
       for (size_t i = 0; i < width; ++i) proj[r * width + i] += w.in_proj_bias[i];
@@ -272,16 +292,17 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   const size_t z_offset = x_offset + d_inner;
 
   // SSM branch: conv per sequence, parameters for all rows, scan per sequence.
-  std::vector<float> xc(rows * d_inner);  // [rows, d_inner] after conv and SiLU
+  float* xc = Take(scratch.xc, rows * d_inner);  // [rows, d_inner] after conv and SiLU
   for (const Segment& s : segments) {
     CausalConv(c, w, s.state->layers[layer].conv, &proj[s.first_row * width + x_offset], width, s.rows,
                &xc[s.first_row * d_inner]);
   }
-  std::vector<float> params, delta_pre;
-  SsmParameters(c, w, context.pool, xc.data(), rows, params, delta_pre);
+  SsmParameters(c, w, context.pool, xc, rows, scratch);
+  const float* params = scratch.params.data();
+  const float* delta_pre = scratch.delta_pre.data();
   const size_t params_width = static_cast<size_t>(c.mamba_dt_rank + 2 * c.mamba_d_state);
-  std::vector<float> ssm_out(rows * d_inner);   // [rows, d_inner]
-  std::vector<float> attn_out(rows * d_inner);  // [rows, heads * head_dim_v]
+  float* ssm_out = Take(scratch.ssm_out, rows * d_inner);    // [rows, d_inner]
+  float* attn_out = Take(scratch.attn_out, rows * d_inner);  // [rows, heads * head_dim_v]
   for (const Segment& s : segments) {
     const size_t r = s.first_row;
     const size_t d_state = static_cast<size_t>(c.mamba_d_state);
@@ -297,15 +318,15 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   }
 
   // Fusion: both branches normalised over all d_inner features, then averaged.
-  std::vector<float> fused(rows * d_inner);  // [rows, d_inner]
-  std::vector<float> normed(d_inner);
+  float* fused = Take(scratch.fused, rows * d_inner);  // [rows, d_inner]
+  float* normed = Take(scratch.normed, d_inner);
   for (size_t r = 0; r < rows; ++r) {
     RmsNorm(&attn_out[r * d_inner], w.attn_out_norm, d_inner, eps, &fused[r * d_inner]);
-    RmsNorm(&ssm_out[r * d_inner], w.ssm_out_norm, d_inner, eps, normed.data());
+    RmsNorm(&ssm_out[r * d_inner], w.ssm_out_norm, d_inner, eps, normed);
     for (size_t i = 0; i < d_inner; ++i) fused[r * d_inner + i] = (fused[r * d_inner + i] + normed[i]) / 2.0f;
   }
-  std::vector<float> mixed(rows * hidden);  // [rows, hidden]
-  MatMul(w.out_proj, fused.data(), rows, mixed.data(), context.pool);
+  float* mixed = Take(scratch.mixed, rows * hidden);  // [rows, hidden]
+  MatMul(w.out_proj, fused, rows, mixed, context.pool);
   for (size_t r = 0; r < rows; ++r) {
     for (size_t i = 0; i < hidden; ++i) {
       x[r * hidden + i] += mixed[r * hidden + i] + (w.out_proj_bias.empty() ? 0.0f : w.out_proj_bias[i]);
@@ -314,7 +335,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
 
   if (c.intermediate_size > 0) {
     for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.mlp_norm, hidden, eps, &u[r * hidden]);
-    Mlp(c, w, context.pool, u.data(), rows, mixed.data());
+    Mlp(c, w, context.pool, u, rows, scratch, mixed);
     for (size_t i = 0; i < rows * hidden; ++i) x[i] += mixed[i];
   }
 }
@@ -323,7 +344,8 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
 
 void Forward(const ForwardContext& context, std::span<const Segment> segments, std::vector<float>& x) {
   const Config& c = context.config;
-  for (int layer = 0; layer < c.num_hidden_layers; ++layer) Layer(context, layer, segments, x);
+  Scratch scratch;
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) Layer(context, layer, segments, scratch, x);
   for (const Segment& s : segments) {
     for (SequenceState::Layer& layer : s.state->layers) {
       for (KvCache& cache : layer.kv) cache.Commit();
