@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "hymba/model.h"
+
 namespace hymba {
 
 struct BenchOptions {
@@ -21,6 +23,7 @@ struct BenchOptions {
   std::vector<int> depths{0};            // tokens already in the sequence before each test
   std::vector<int> threads{0};           // 0 = one per core
   int repetitions = 5;
+  ComputeType compute = ComputeType::kF32;
   std::function<void(const std::string&)> progress;  // one line per finished measurement, optional
 };
 

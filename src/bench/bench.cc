@@ -133,14 +133,14 @@ BenchReport RunBench(const BenchOptions& options) {
   constexpr size_t kBandwidthBytes = size_t{512} << 20;  // 16x the largest L3 of a desktop or small server part
 
   for (int requested_threads : options.threads) {
-    Model model = Model::Load(options.model, static_cast<size_t>(requested_threads));
+    Model model = Model::Load(options.model, static_cast<size_t>(requested_threads), options.compute);
     const Config& c = model.config();
     const WeightStorage& storage = model.storage();
     const auto threads = static_cast<int>(model.threads());
     report.parameters = storage.parameters;
     report.weight_bytes = storage.bytes;
     report.bytes_per_token = storage.bytes;  // every matrix once, the embedding as the head
-    report.weight_type = storage.main_dtype();
+    report.weight_type = model.type_label();
     const std::vector<MatrixShape> shapes = LayerMatrixShapes(c);
     report.matmul_flops_per_token = 0;
     for (const MatrixShape& s : shapes) report.matmul_flops_per_token += 2 * s.rows * s.cols * s.count;

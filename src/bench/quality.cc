@@ -33,7 +33,7 @@ QualityReport MeasureQuality(const QualityOptions& options) {
   std::stringstream text;
   text << in.rdbuf();
 
-  const Model model = Model::Load(options.model, options.threads);
+  const Model model = Model::Load(options.model, options.threads, options.compute);
   const Tokenizer tokenizer = Tokenizer::Load(options.model);
   const std::vector<int32_t> tokens = tokenizer.Encode(text.str(), {.add_bos = false, .parse_special = false});
   const auto context = static_cast<size_t>(options.context);
@@ -78,7 +78,7 @@ QualityReport MeasureQuality(const QualityOptions& options) {
   }
   QualityReport report;
   report.model_name = options.model.filename().string();
-  report.weight_type = model.storage().main_dtype();
+  report.weight_type = model.type_label();
   report.chunks = static_cast<int>(chunks);
   report.tokens_scored = scored;
   report.perplexity = std::exp(nll / static_cast<double>(scored));

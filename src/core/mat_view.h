@@ -18,6 +18,7 @@ struct MatView {
   size_t rows = 0;
   size_t cols = 0;
   bool interleaved = false;
+  bool bf16_products = false;  // bf16 weights times activations rounded to bf16 (ComputeType::kBF16)
 
   bool empty() const { return data == nullptr; }
   const std::byte* Row(size_t r) const { return data + r * RowBytes(type, cols); }  // contiguous rows only

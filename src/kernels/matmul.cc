@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include "hymba/error.h"
+#include "kernels/matmul_bf16.h"
 #include "kernels/matmul_int8.h"
 
 #include <algorithm>
@@ -187,6 +188,17 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
   // Units of whole 4-row tiles (kTileRows of the per-target code).
   constexpr size_t kTileRows = 4;
   const size_t tiles = (w.rows + kTileRows - 1) / kTileRows;
+  if (w.bf16_products) {
+    if (w.type != DType::kBF16) throw Error("MatMul: bf16 products need bf16 weights");
+    thread_local std::vector<uint16_t> caller_activations;  // see above
+    std::vector<uint16_t>& activations = caller_activations;
+    RoundActivationsToBf16(x, n, w.cols, activations);
+    const Bf16Kernel kernel = BestBf16Kernel();
+    SplitOverPool(pool, tiles, work, [&](size_t begin, size_t end) {
+      MatMulBf16Rows(w, activations.data(), n, y, w.rows, begin * kTileRows, std::min(w.rows, end * kTileRows), kernel);
+    });
+    return;
+  }
   SplitOverPool(pool, tiles, work, [&](size_t begin, size_t end) {
     HWY_DYNAMIC_DISPATCH(FloatMatMulRows)(w, x, n, y, begin * kTileRows, std::min(w.rows, end * kTileRows));
   });

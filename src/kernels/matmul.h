@@ -3,7 +3,8 @@
 // processing are one tiled kernel, vectorised with Highway and dispatched at
 // run time to the best target the CPU supports (AVX-512, AVX2, SSE4, scalar).
 // q8_0 and q4_0 weights (interleaved) go to the int8 kernels of
-// kernels/matmul_int8.h, with the activations quantized to 8 bits.
+// kernels/matmul_int8.h, with the activations quantized to 8 bits; bf16
+// weights marked bf16_products to kernels/matmul_bf16.h.
 #pragma once
 
 #include <cstddef>

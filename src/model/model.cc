@@ -22,6 +22,7 @@ struct Model::Impl {
   Checkpoint checkpoint;
   Weights weights;
   WeightStorage storage;
+  ComputeType compute = ComputeType::kF32;
   std::vector<float> inv_freq;
   std::unique_ptr<ThreadPool> pool;
   // State after the meta tokens, computed on first use (E4).
@@ -98,7 +99,9 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Model Model::Load(const std::filesystem::path& path, size_t threads) {
+std::string_view ComputeTypeName(ComputeType type) { return type == ComputeType::kBF16 ? "bf16" : "f32"; }
+
+Model Model::Load(const std::filesystem::path& path, size_t threads, ComputeType compute) {
   if (!std::filesystem::exists(path)) throw Error("model " + path.string() + " does not exist");
   auto impl = std::make_unique<Impl>();
   if (std::filesystem::is_directory(path)) {
@@ -118,6 +121,17 @@ Model Model::Load(const std::filesystem::path& path, size_t threads) {
     impl->checkpoint = Checkpoint::FromGguf(std::move(file));
   }
   impl->weights = BindWeights(impl->config, impl->checkpoint);
+  impl->compute = compute;
+  if (compute == ComputeType::kBF16) {
+    auto use_bf16_products = [](MatView& matrix) { matrix.bf16_products = matrix.type == DType::kBF16; };
+    use_bf16_products(impl->weights.lm_head);
+    for (LayerWeights& layer : impl->weights.layers) {
+      for (MatView* matrix : {&layer.in_proj, &layer.x_proj, &layer.dt_proj, &layer.out_proj, &layer.gate_proj,
+                              &layer.up_proj, &layer.down_proj}) {
+        use_bf16_products(*matrix);
+      }
+    }
+  }
   impl->inv_freq = RopeInverseFrequencies(impl->config);
   impl->pool = std::make_unique<ThreadPool>(threads);
 
@@ -137,6 +151,11 @@ Model Model::Load(const std::filesystem::path& path, size_t threads) {
 const Config& Model::config() const { return impl_->config; }
 size_t Model::threads() const { return impl_->pool->size(); }
 const WeightStorage& Model::storage() const { return impl_->storage; }
+ComputeType Model::compute_type() const { return impl_->compute; }
+std::string Model::type_label() const {
+  const std::string type = impl_->storage.main_dtype();
+  return impl_->compute == ComputeType::kBF16 ? type + " (bf16 compute)" : type;
+}
 
 Sequence Model::NewSequence() const { return Sequence(std::make_unique<SequenceState>(impl_->Prefix())); }
 

@@ -124,6 +124,19 @@ TEST(Cli, UsageErrors) {
   ExpectFailure({}, {});
   ExpectFailure({"frobnicate"}, {});
   ExpectFailure({"info", "-m", kRealConfig, "--bogus"}, {"--bogus"});
+  ExpectFailure({"generate", "-m", kFixture, "-p", "x", "--compute-type", "bf17"}, {"--compute-type", "bf17"});
+}
+
+// --compute-type bf16 reaches the model: bf16 weights give other logits.
+TEST(Cli, ComputeTypeBf16) {
+  const std::vector<std::string> args = {"logits", "-m", kFixture, "--tokens", "5,9,13", "--top", "3"};
+  const test::CommandResult exact = RunCli(args);
+  std::vector<std::string> bf16_args = args;
+  bf16_args.insert(bf16_args.end(), {"--compute-type", "bf16"});
+  const test::CommandResult bf16 = RunCli(bf16_args);
+  ASSERT_EQ(exact.exit_code, 0) << exact.err;
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.err;
+  EXPECT_NE(exact.out, bf16.out);
 }
 
 }  // namespace

@@ -146,6 +146,26 @@ TEST(Gguf, QuantizedShippedModelStaysCloseToF32) {
   EXPECT_GT(top1_q4, 0.7);
 }
 
+// Compute type bf16 changes only products with bf16 weights, and little.
+TEST(Gguf, Bf16ComputeStaysCloseToF32) {
+  test::TempDir dir;
+  const Tokenizer tokenizer = Tokenizer::Load(kShipped);
+  const std::vector<int32_t> ids = tokenizer.Encode("And God said, Let there be light: and there was light.", {});
+  const std::filesystem::path f32 = Convert(dir, kShipped, "f32");
+  const Model base = Model::Load(f32, 1);
+  const std::vector<float> reference = base.Logits(ids);
+  const Model bf16 = Model::Load(kShipped, 1, ComputeType::kBF16);  // the shipped weights are bf16
+  EXPECT_EQ(bf16.compute_type(), ComputeType::kBF16);
+  EXPECT_EQ(bf16.type_label(), "BF16 (bf16 compute)");
+  EXPECT_EQ(base.type_label(), "F32");
+  double top1 = 0;
+  const double kl = MeanKl(reference, bf16.Logits(ids), static_cast<size_t>(base.config().vocab_size), &top1);
+  EXPECT_GT(kl, 0.0);
+  EXPECT_LT(kl, 1e-3);
+  EXPECT_GT(top1, 0.9);
+  EXPECT_EQ(Model::Load(f32, 1, ComputeType::kBF16).Logits(ids), reference) << "f32 weights must not change";
+}
+
 // A model's q8_0/q4_0 matrices are rewritten in memory for the int8 kernels;
 // every weight must decode as the file stores it, and the file on disk must
 // not change. A lazily mapped file cannot be rewritten.

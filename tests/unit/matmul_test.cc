@@ -2,11 +2,13 @@
 #include "kernels/matmul.h"
 
 #include "hymba/error.h"
+#include "kernels/matmul_bf16.h"
 #include "kernels/matmul_int8.h"
 #include "kernels/quantize.h"
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -234,6 +236,67 @@ TEST_P(Int8MatMulTest, RefusesRowsThatWereNotInterleaved) {
   std::vector<float> x(32), y(4);
   ThreadPool pool(1);
   EXPECT_THROW(MatMul(view, x.data(), 1, y.data(), pool), Error);
+}
+
+// Compute type bf16: products of bf16 weights with activations rounded to
+// bf16, exact in f32, so the only error besides the f32 sums is the rounding.
+TEST(Bf16Products, RoundingIsToNearestEvenAndKeepsNaN) {
+  const std::vector<float> x = {1.0f, 1.00390625f /* halfway: stays 1 */, 1.01171875f /* halfway: up to 1.015625 */,
+                                -2.5f, std::nanf(""), std::numeric_limits<float>::infinity(), 3.0e-39f};
+  std::vector<uint16_t> bits;
+  RoundActivationsToBf16(x.data(), 1, x.size(), bits);
+  auto value = [&](size_t i) { return std::bit_cast<float>(uint32_t{bits[i]} << 16); };
+  EXPECT_EQ(value(0), 1.0f);
+  EXPECT_EQ(value(1), 1.0f);
+  EXPECT_EQ(value(2), 1.015625f);
+  EXPECT_EQ(value(3), -2.5f);
+  EXPECT_TRUE(std::isnan(value(4)));
+  EXPECT_EQ(value(5), std::numeric_limits<float>::infinity());
+  EXPECT_NEAR(value(6), 3.0e-39f, 0.02 * 3.0e-39);  // subnormals are rounded (to fewer bits), not flushed
+}
+
+TEST(Bf16Products, MatchDoubleLoopAndDoNotDependOnBatchOrThreads) {
+  std::mt19937 rng(17);
+  ThreadPool one(1), three(3);
+  for (size_t cols : {32, 100, 1600}) {
+    for (size_t rows : {1, 5, 301}) {
+      StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng);
+      w.view.bf16_products = true;
+      const size_t n = 13;
+      const std::vector<float> x = RandomVector(n * cols, rng);
+      std::vector<uint16_t> rounded;
+      RoundActivationsToBf16(x.data(), n, cols, rounded);
+      std::vector<float> batched(n * rows), single(rows);
+      MatMul(w.view, x.data(), n, batched.data(), three);
+      for (size_t t = 0; t < n; ++t) {
+        MatMul(w.view, &x[t * cols], 1, single.data(), one);
+        for (size_t r = 0; r < rows; ++r) {
+          ASSERT_EQ(batched[t * rows + r], single[r]) << "rows " << rows << " cols " << cols << " t " << t;
+          double expected = 0, magnitude = 0;
+          for (size_t c = 0; c < cols; ++c) {
+            const double product = w.values[r * cols + c] * double{std::bit_cast<float>(uint32_t{rounded[t * cols + c]} << 16)};
+            expected += product;
+            magnitude += std::fabs(product);
+          }
+          ASSERT_NEAR(single[r], expected, 1e-6 * (1 + magnitude) * std::sqrt(cols)) << "cols " << cols << " r " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(Bf16Products, Avx512KernelAgreesWithPortableKernel) {
+  if (!CpuHasAvx512Bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this machine";
+  std::mt19937 rng(19);
+  const size_t rows = 37, cols = 1000, n = 7;
+  const StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng);
+  const std::vector<float> x = RandomVector(n * cols, rng);
+  std::vector<uint16_t> rounded;
+  RoundActivationsToBf16(x.data(), n, cols, rounded);
+  std::vector<float> portable(n * rows), avx512(n * rows);
+  MatMulBf16Rows(w.view, rounded.data(), n, portable.data(), rows, 0, rows, Bf16Kernel::kPortable);
+  MatMulBf16Rows(w.view, rounded.data(), n, avx512.data(), rows, 0, rows, Bf16Kernel::kAvx512);
+  for (size_t i = 0; i < portable.size(); ++i) ASSERT_NEAR(avx512[i], portable[i], 1e-4f * (1 + std::fabs(portable[i]))) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(QuantizedTypes, Int8MatMulTest, ::testing::Values(DType::kQ8_0, DType::kQ4_0),

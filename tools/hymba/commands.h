@@ -24,6 +24,8 @@ struct SamplingFlags {
   SamplingParams Resolve() const;
 };
 void AddSamplingOptions(CLI::App* command, SamplingFlags& flags);
+// --compute-type f32|bf16 (see hymba::ComputeType).
+void AddComputeTypeOption(CLI::App* command, ComputeType& compute);
 
 struct GenerateFlags {
   std::string model_dir;
@@ -32,6 +34,7 @@ struct GenerateFlags {
   std::vector<std::string> stop;
   bool json = false;
   int threads = 0;
+  ComputeType compute = ComputeType::kF32;
   SamplingFlags sampling;
 };
 void RunGenerate(const GenerateFlags& flags);
@@ -42,6 +45,7 @@ struct ChatFlags {
   int max_tokens = -1;
   std::vector<std::string> stop;
   int threads = 0;
+  ComputeType compute = ComputeType::kF32;
   SamplingFlags sampling;
 };
 void RunChat(const ChatFlags& flags);
@@ -74,7 +78,7 @@ void RunPerplexity(const PerplexityFlags& flags);
 void RunBench(const BenchFlags& flags);
 
 // Loads a model with the -t thread count (0 = one per core).
-Model LoadModel(const std::string& model_dir, int threads);
+Model LoadModel(const std::string& model_dir, int threads, ComputeType compute);
 
 // llama.cpp-style timing lines on stderr.
 void PrintTimings(const GenerationResult& result);

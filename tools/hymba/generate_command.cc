@@ -74,13 +74,21 @@ void PrintTimings(const GenerationResult& result) {
                StopReasonName(result.stop_reason));
 }
 
-Model LoadModel(const std::string& model_dir, int threads) {
+void AddComputeTypeOption(CLI::App* command, ComputeType& compute) {
+  const std::map<std::string, ComputeType> types = {{"f32", ComputeType::kF32}, {"bf16", ComputeType::kBF16}};
+  command->add_option("--compute-type", compute,
+                      "Products with bf16 weights: f32 (exact, the default) or bf16 (activations rounded to bf16, "
+                      "faster prompts; see README)")
+      ->transform(CLI::CheckedTransformer(types));
+}
+
+Model LoadModel(const std::string& model_dir, int threads, ComputeType compute) {
   if (threads < 0) throw Error("-t: " + std::to_string(threads) + " threads");
-  return Model::Load(model_dir, static_cast<size_t>(threads));
+  return Model::Load(model_dir, static_cast<size_t>(threads), compute);
 }
 
 void RunGenerate(const GenerateFlags& flags) {
-  const Model model = LoadModel(flags.model_dir, flags.threads);
+  const Model model = LoadModel(flags.model_dir, flags.threads, flags.compute);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
   GenerationOptions options;
   options.max_tokens = flags.max_tokens;

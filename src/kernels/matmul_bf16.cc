@@ -1,0 +1,161 @@
+#include "kernels/matmul_bf16.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace hymba {
+namespace {
+
+// The register tile of kernels/matmul.cc: 4 rows x 6 tokens of accumulators.
+constexpr size_t kTileRows = 4;
+constexpr size_t kTileTokens = 6;
+constexpr size_t kStep = 32;  // bf16 values per 512-bit vector
+
+// Weights of a block of rows, as the token tiles reread them, fit in half of a 1 MB L2.
+constexpr size_t kBlockBytes = size_t{512} << 10;
+
+float Bf16(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
+
+float Bf16At(const std::byte* row, size_t k) {
+  uint16_t bits;
+  std::memcpy(&bits, row + 2 * k, 2);
+  return Bf16(bits);
+}
+
+// Columns past the last whole step, one product at a time.
+float Tail(const std::byte* row, const uint16_t* x, size_t from, size_t cols) {
+  float sum = 0.0f;
+  for (size_t k = from; k < cols; ++k) sum += Bf16At(row, k) * Bf16(x[k]);
+  return sum;
+}
+
+// One output as the AVX-512 kernel forms it: 16 lanes, each adding its two
+// products per step (exact in f32) in turn, then a sum of the lanes.
+float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
+  float lanes[16] = {};
+  size_t k = 0;
+  for (; k + kStep <= cols; k += kStep) {
+    for (size_t l = 0; l < 16; ++l) {
+      lanes[l] += Bf16At(row, k + 2 * l) * Bf16(x[k + 2 * l]);
+      lanes[l] += Bf16At(row, k + 2 * l + 1) * Bf16(x[k + 2 * l + 1]);
+    }
+  }
+  float sum = 0.0f;
+  for (float lane : lanes) sum += lane;
+  return sum + Tail(row, x, k, cols);
+}
+
+#if defined(__x86_64__)
+#pragma GCC diagnostic push
+// GCC 12 flags the deliberately undefined pass-through operands inside
+// avx512fintrin.h (_mm512_reduce_add_ps, conversions) once they are inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define HYMBA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+HYMBA_BF16_TARGET inline __m512bh LoadBf16(const void* p) { return (__m512bh)_mm512_loadu_si512(p); }
+
+template <size_t kTokens>
+HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, size_t row_bytes, const uint16_t* const* tokens,
+                                  size_t cols, float* out) {
+  __m512 acc[kTileRows][kTokens];
+  for (size_t r = 0; r < kTileRows; ++r) {
+    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  const size_t prefetch_ahead = kTileRows * row_bytes;  // the same place in the next tile's rows (decoding)
+  size_t k = 0;
+  for (; k + kStep <= cols; k += kStep) {
+    __m512bh w[kTileRows];
+    for (size_t r = 0; r < kTileRows; ++r) {
+      __builtin_prefetch(rows[r] + prefetch_ahead + 2 * k);
+      w[r] = LoadBf16(rows[r] + 2 * k);
+    }
+    for (size_t t = 0; t < kTokens; ++t) {
+      const __m512bh x = LoadBf16(tokens[t] + k);
+      for (size_t r = 0; r < kTileRows; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], w[r], x);
+    }
+  }
+  for (size_t r = 0; r < kTileRows; ++r) {
+    for (size_t t = 0; t < kTokens; ++t) {
+      out[r * kTileTokens + t] = _mm512_reduce_add_ps(acc[r][t]) + Tail(rows[r], tokens[t], k, cols);
+    }
+  }
+}
+
+#undef HYMBA_BF16_TARGET
+#pragma GCC diagnostic pop
+#endif
+
+void RowBlock(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
+              size_t row_end, Bf16Kernel kernel) {
+  const size_t row_bytes = RowBytes(w.type, w.cols);
+  float out[kTileRows * kTileTokens];
+  for (size_t t0 = 0; t0 < n; t0 += kTileTokens) {
+    const size_t tokens = std::min(kTileTokens, n - t0);
+    const uint16_t* token_rows[kTileTokens];
+    for (size_t t = 0; t < kTileTokens; ++t) token_rows[t] = x + (t0 + std::min(t, tokens - 1)) * w.cols;
+    for (size_t r0 = row_begin; r0 < row_end; r0 += kTileRows) {
+      const size_t rows = std::min(kTileRows, row_end - r0);
+      const std::byte* weight_rows[kTileRows];  // a short last tile repeats its last row
+      for (size_t r = 0; r < kTileRows; ++r) weight_rows[r] = w.Row(r0 + std::min(r, rows - 1));
+#if defined(__x86_64__)
+      if (kernel == Bf16Kernel::kAvx512) {
+        switch (tokens) {
+          case 1: TileAvx512<1>(weight_rows, row_bytes, token_rows, w.cols, out); break;
+          case 2: TileAvx512<2>(weight_rows, row_bytes, token_rows, w.cols, out); break;
+          case 3: TileAvx512<3>(weight_rows, row_bytes, token_rows, w.cols, out); break;
+          case 4: TileAvx512<4>(weight_rows, row_bytes, token_rows, w.cols, out); break;
+          case 5: TileAvx512<5>(weight_rows, row_bytes, token_rows, w.cols, out); break;
+          default: TileAvx512<kTileTokens>(weight_rows, row_bytes, token_rows, w.cols, out); break;
+        }
+      }
+#endif
+      if (kernel == Bf16Kernel::kPortable) {
+        for (size_t r = 0; r < rows; ++r) {
+          for (size_t t = 0; t < tokens; ++t) out[r * kTileTokens + t] = DotPortable(weight_rows[r], token_rows[t], w.cols);
+        }
+      }
+      for (size_t t = 0; t < tokens; ++t) {
+        for (size_t r = 0; r < rows; ++r) y[(t0 + t) * y_stride + r0 + r] = out[r * kTileTokens + t];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool CpuHasAvx512Bf16() {
+#if defined(__x86_64__)
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+  return has;
+#else
+  return false;
+#endif
+}
+
+void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<uint16_t>& out) {
+  out.resize(n * cols);
+  for (size_t i = 0; i < n * cols; ++i) {
+    const auto bits = std::bit_cast<uint32_t>(x[i]);
+    const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+    out[i] = nan ? static_cast<uint16_t>((bits >> 16) | 0x40u)  // stays a (quiet) NaN
+                 : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  }
+}
+
+void MatMulBf16Rows(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
+                    size_t row_end, Bf16Kernel kernel) {
+  const size_t block_rows =
+      std::max(kTileRows, kBlockBytes / std::max<size_t>(RowBytes(w.type, w.cols), 1) / kTileRows * kTileRows);
+  for (size_t b = row_begin; b < row_end; b += block_rows) {
+    RowBlock(w, x, n, y, y_stride, b, std::min(row_end, b + block_rows), kernel);
+  }
+}
+
+}  // namespace hymba
