@@ -9,6 +9,7 @@
 #include "core/interleaved.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_int8.h"
 #include "kernels/quantize.h"
 #include "kernels/scan.h"
 
@@ -28,20 +29,20 @@ std::vector<std::byte> RandomMatrixBytes(DType type, size_t rows, size_t cols) {
   return bytes;
 }
 
-// args: type, rows, cols, tokens, threads
+// args: type, rows, cols, tokens, threads, bf16 products (compute type bf16)
 void BM_MatMul(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const auto rows = static_cast<size_t>(state.range(1)), cols = static_cast<size_t>(state.range(2));
   const auto tokens = static_cast<size_t>(state.range(3));
   ThreadPool pool(static_cast<size_t>(state.range(4)));
   const std::vector<std::byte> bytes = RandomMatrixBytes(type, rows, cols);
-  const MatView w{type, bytes.data(), rows, cols, IsQuantized(type)};
+  const MatView w{type, bytes.data(), rows, cols, IsQuantized(type), state.range(5) != 0};
   std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
   for (auto _ : state) {
     MatMul(w, x.data(), tokens, y.data(), pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(DTypeName(type)));
+  state.SetLabel(std::string(DTypeName(type)) + (w.bf16_products ? " bf16 compute" : ""));
   state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes.size()), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["FLOP/s"] =
       benchmark::Counter(2.0 * static_cast<double>(rows * cols * tokens), benchmark::Counter::kIsIterationInvariantRate);
@@ -51,13 +52,38 @@ void DecodeAndPrefillShapes(benchmark::internal::Benchmark* b) {
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kQ8_0, DType::kQ4_0}) {
     const auto type = static_cast<int>(dtype);
     for (int threads : {1, 2}) {
-      b->Args({type, 32000, 1600, 1, threads});  // a 100 MB bf16 matrix: the decode step's memory stream
-      b->Args({type, 5504, 1600, 512, threads});  // MLP up projection over a 512-token prompt
-      b->Args({type, 1600, 5504, 512, threads});  // MLP down projection
+      b->Args({type, 32000, 1600, 1, threads, 0});  // a 100 MB bf16 matrix: the decode step's memory stream
+      b->Args({type, 5504, 1600, 512, threads, 0});  // MLP up projection over a 512-token prompt
+      b->Args({type, 1600, 5504, 512, threads, 0});  // MLP down projection
     }
+  }
+  const auto bf16 = static_cast<int>(DType::kBF16);
+  for (int threads : {1, 2}) {
+    b->Args({bf16, 32000, 1600, 1, threads, 1});
+    b->Args({bf16, 5504, 1600, 512, threads, 1});
+    b->Args({bf16, 1600, 5504, 512, threads, 1});
   }
 }
 BENCHMARK(BM_MatMul)->Apply(DecodeAndPrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// args: tokens (hidden 1600): the 8-bit activations of the int8 products.
+void BM_QuantizeActivations(benchmark::State& state) {
+  const auto tokens = static_cast<size_t>(state.range(0));
+  const size_t cols = 1600;
+  std::vector<float> x(tokens * cols);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& value : x) value = normal(rng);
+  ThreadPool pool(1);
+  Int8Activations out;
+  for (auto _ : state) {
+    QuantizeActivations(DType::kQ8_0, x.data(), tokens, cols, out, &pool);
+    benchmark::DoNotOptimize(out.quants.data());
+  }
+  state.counters["values/s"] =
+      benchmark::Counter(static_cast<double>(tokens * cols), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_QuantizeActivations)->Arg(1)->Arg(512);
 
 // args: steps, threads (d_inner 3200, d_state 16)
 void BM_SelectiveScan(benchmark::State& state) {
