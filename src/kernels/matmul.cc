@@ -3,6 +3,7 @@
 #include "hymba/error.h"
 #include "kernels/matmul_bf16.h"
 #include "kernels/matmul_int8.h"
+#include "kernels/row_tiles.h"
 
 #include <algorithm>
 #include <cstring>
@@ -18,12 +19,6 @@ HWY_BEFORE_NAMESPACE();
 namespace hymba {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// Rows and tokens of one register tile: 4 x 6 accumulators plus 4 weight and
-// 1 activation vectors fit AVX-512's 32 registers. Weights are widened once
-// per tile and reused by every token of it.
-constexpr size_t kTileRows = 4;
-constexpr size_t kTileTokens = 6;
 
 // How a row of each float storage type yields f32 vectors. Mapped tensors
 // need not be aligned: unaligned loads, memcpy.
@@ -87,48 +82,20 @@ HWY_INLINE void Tile(const std::byte* const* rows, size_t row_bytes, const float
   }
 }
 
-// Rows [row_begin, row_end) of y for every token (y row t at y + t * y_stride),
-// token tiles outermost so a tile's activations stay in L1 while the rows'
-// weights stream from L2.
-template <typename T>
-void RowBlock(const MatView& w, const float* x, size_t n, float* y, size_t y_stride, size_t row_begin,
-              size_t row_end) {
-  float out[kTileRows * kTileTokens];
-  const size_t row_bytes = RowBytes(w.type, w.cols);
-  for (size_t t0 = 0; t0 < n; t0 += kTileTokens) {
-    const size_t tokens = std::min(kTileTokens, n - t0);
-    const float* token_rows[kTileTokens];
-    for (size_t t = 0; t < kTileTokens; ++t) token_rows[t] = x + (t0 + std::min(t, tokens - 1)) * w.cols;
-    for (size_t r0 = row_begin; r0 < row_end; r0 += kTileRows) {
-      const size_t rows = std::min(kTileRows, row_end - r0);
-      const std::byte* weight_rows[kTileRows];  // a short last tile repeats its last row
-      for (size_t r = 0; r < kTileRows; ++r) weight_rows[r] = w.Row(r0 + std::min(r, rows - 1));
-      switch (tokens) {
-        case 1: Tile<T, 1>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-        case 2: Tile<T, 2>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-        case 3: Tile<T, 3>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-        case 4: Tile<T, 4>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-        case 5: Tile<T, 5>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-        default: Tile<T, kTileTokens>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-      }
-      for (size_t t = 0; t < tokens; ++t) {
-        for (size_t r = 0; r < rows; ++r) y[(t0 + t) * y_stride + r0 + r] = out[r * kTileTokens + t];
-      }
-    }
-  }
-}
-
-// Weights of a block of rows, as the tiles read them, fit in half of a 1 MB L2.
-constexpr size_t kBlockBytes = size_t{512} << 10;
-
-size_t BlockRows(size_t row_bytes) { return std::max<size_t>(kTileRows, kBlockBytes / std::max<size_t>(row_bytes, 1) / kTileRows * kTileRows); }
-
 template <typename T>
 void MatMulRows(const MatView& w, const float* x, size_t n, float* y, size_t row_begin, size_t row_end) {
-  const size_t block_rows = BlockRows(RowBytes(w.type, w.cols));
-  for (size_t b = row_begin; b < row_end; b += block_rows) {
-    RowBlock<T>(w, x, n, y, w.rows, b, std::min(row_end, b + block_rows));
-  }
+  const size_t row_bytes = RowBytes(w.type, w.cols);
+  ForEachRowTile(w, x, n, y, w.rows, row_begin, row_end,
+                 [&](const std::byte* const* rows, const float* const* tokens, size_t count, float* out) {
+                   switch (count) {
+                     case 1: return Tile<T, 1>(rows, row_bytes, tokens, w.cols, out);
+                     case 2: return Tile<T, 2>(rows, row_bytes, tokens, w.cols, out);
+                     case 3: return Tile<T, 3>(rows, row_bytes, tokens, w.cols, out);
+                     case 4: return Tile<T, 4>(rows, row_bytes, tokens, w.cols, out);
+                     case 5: return Tile<T, 5>(rows, row_bytes, tokens, w.cols, out);
+                     default: return Tile<T, kTileTokens>(rows, row_bytes, tokens, w.cols, out);
+                   }
+                 });
 }
 
 void FloatMatMulRows(const MatView& w, const float* x, size_t n, float* y, size_t row_begin, size_t row_end) {
@@ -185,8 +152,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
     });
     return;
   }
-  // Units of whole 4-row tiles (kTileRows of the per-target code).
-  constexpr size_t kTileRows = 4;
+  // Units of whole register tiles.
   const size_t tiles = (w.rows + kTileRows - 1) / kTileRows;
   if (w.bf16_products) {
     if (w.type != DType::kBF16) throw Error("MatMul: bf16 products need bf16 weights");

@@ -1,5 +1,7 @@
 #include "kernels/matmul_bf16.h"
 
+#include "kernels/row_tiles.h"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -11,13 +13,7 @@
 namespace hymba {
 namespace {
 
-// The register tile of kernels/matmul.cc: 4 rows x 6 tokens of accumulators.
-constexpr size_t kTileRows = 4;
-constexpr size_t kTileTokens = 6;
 constexpr size_t kStep = 32;  // bf16 values per 512-bit vector
-
-// Weights of a block of rows, as the token tiles reread them, fit in half of a 1 MB L2.
-constexpr size_t kBlockBytes = size_t{512} << 10;
 
 float Bf16(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
 
@@ -91,42 +87,6 @@ HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, size_t row_bytes
 #pragma GCC diagnostic pop
 #endif
 
-void RowBlock(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
-              size_t row_end, Bf16Kernel kernel) {
-  const size_t row_bytes = RowBytes(w.type, w.cols);
-  float out[kTileRows * kTileTokens];
-  for (size_t t0 = 0; t0 < n; t0 += kTileTokens) {
-    const size_t tokens = std::min(kTileTokens, n - t0);
-    const uint16_t* token_rows[kTileTokens];
-    for (size_t t = 0; t < kTileTokens; ++t) token_rows[t] = x + (t0 + std::min(t, tokens - 1)) * w.cols;
-    for (size_t r0 = row_begin; r0 < row_end; r0 += kTileRows) {
-      const size_t rows = std::min(kTileRows, row_end - r0);
-      const std::byte* weight_rows[kTileRows];  // a short last tile repeats its last row
-      for (size_t r = 0; r < kTileRows; ++r) weight_rows[r] = w.Row(r0 + std::min(r, rows - 1));
-#if defined(__x86_64__)
-      if (kernel == Bf16Kernel::kAvx512) {
-        switch (tokens) {
-          case 1: TileAvx512<1>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-          case 2: TileAvx512<2>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-          case 3: TileAvx512<3>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-          case 4: TileAvx512<4>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-          case 5: TileAvx512<5>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-          default: TileAvx512<kTileTokens>(weight_rows, row_bytes, token_rows, w.cols, out); break;
-        }
-      }
-#endif
-      if (kernel == Bf16Kernel::kPortable) {
-        for (size_t r = 0; r < rows; ++r) {
-          for (size_t t = 0; t < tokens; ++t) out[r * kTileTokens + t] = DotPortable(weight_rows[r], token_rows[t], w.cols);
-        }
-      }
-      for (size_t t = 0; t < tokens; ++t) {
-        for (size_t r = 0; r < rows; ++r) y[(t0 + t) * y_stride + r0 + r] = out[r * kTileTokens + t];
-      }
-    }
-  }
-}
-
 }  // namespace
 
 bool CpuHasAvx512Bf16() {
@@ -151,11 +111,25 @@ void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<u
 
 void MatMulBf16Rows(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
                     size_t row_end, Bf16Kernel kernel) {
-  const size_t block_rows =
-      std::max(kTileRows, kBlockBytes / std::max<size_t>(RowBytes(w.type, w.cols), 1) / kTileRows * kTileRows);
-  for (size_t b = row_begin; b < row_end; b += block_rows) {
-    RowBlock(w, x, n, y, y_stride, b, std::min(row_end, b + block_rows), kernel);
-  }
+  const size_t row_bytes = RowBytes(w.type, w.cols);
+  ForEachRowTile(w, x, n, y, y_stride, row_begin, row_end,
+                 [&](const std::byte* const* rows, const uint16_t* const* tokens, size_t count, float* out) {
+#if defined(__x86_64__)
+                   if (kernel == Bf16Kernel::kAvx512) {
+                     switch (count) {
+                       case 1: return TileAvx512<1>(rows, row_bytes, tokens, w.cols, out);
+                       case 2: return TileAvx512<2>(rows, row_bytes, tokens, w.cols, out);
+                       case 3: return TileAvx512<3>(rows, row_bytes, tokens, w.cols, out);
+                       case 4: return TileAvx512<4>(rows, row_bytes, tokens, w.cols, out);
+                       case 5: return TileAvx512<5>(rows, row_bytes, tokens, w.cols, out);
+                       default: return TileAvx512<kTileTokens>(rows, row_bytes, tokens, w.cols, out);
+                     }
+                   }
+#endif
+                   for (size_t r = 0; r < kTileRows; ++r) {
+                     for (size_t t = 0; t < count; ++t) out[r * kTileTokens + t] = DotPortable(rows[r], tokens[t], w.cols);
+                   }
+                 });
 }
 
 }  // namespace hymba
