@@ -43,18 +43,23 @@ inline InterleavedGroup FindGroup(DType type, const std::byte* matrix, size_t ro
   return {matrix + first * RowBytes(type, cols), std::min(kInterleaveRows, rows - first), r - first};
 }
 
+// The stored (unsigned) value of weight 0 and of weight e (0..31) of `lane`
+// in one block's quants of a group of `lanes` rows.
+constexpr int InterleavedZeroPoint(DType type) { return type == DType::kQ8_0 ? 128 : 8; }
+
+inline int StoredQuant(DType type, const std::byte* block_quants, size_t lanes, size_t lane, size_t e) {
+  if (type == DType::kQ8_0) return static_cast<uint8_t>(block_quants[(e / 4 * lanes + lane) * 4 + e % 4]);
+  const size_t low = e % 16;
+  const auto packed = static_cast<uint8_t>(block_quants[(low / 4 * lanes + lane) * 4 + low % 4]);
+  return e < 16 ? packed & 0x0f : packed >> 4;
+}
+
 inline float LoadInterleaved(DType type, const std::byte* matrix, size_t rows, size_t cols, size_t r, size_t c) {
   const InterleavedGroup group = FindGroup(type, matrix, rows, cols, r);
-  const size_t m = group.lanes, blocks = cols / kQuantBlock, b = c / kQuantBlock, e = c % kQuantBlock;
+  const size_t m = group.lanes, blocks = cols / kQuantBlock, b = c / kQuantBlock;
   const float scale = F16ToF32(LoadU16(group.base + 2 * (b * m + group.lane)));
   const std::byte* quants = group.base + 2 * blocks * m + b * m * InterleavedQuantBytes(type);
-  if (type == DType::kQ8_0) {
-    const auto u = static_cast<uint8_t>(quants[(e / 4 * m + group.lane) * 4 + e % 4]);
-    return scale * static_cast<float>(int{u} - 128);
-  }
-  const size_t low = e % 16;
-  const auto packed = static_cast<uint8_t>(quants[(low / 4 * m + group.lane) * 4 + low % 4]);
-  return scale * static_cast<float>((e < 16 ? packed & 0x0f : packed >> 4) - 8);
+  return scale * static_cast<float>(StoredQuant(type, quants, m, group.lane, c % kQuantBlock) - InterleavedZeroPoint(type));
 }
 
 // Rewrites rows x cols of q8_0 or q4_0 in GGUF's row layout, in place, into

@@ -12,9 +12,6 @@
 namespace hymba {
 namespace {
 
-// The stored (unsigned) value that means weight 0.
-int32_t ZeroPoint(DType type) { return type == DType::kQ8_0 ? 128 : 8; }
-
 int32_t LoadI32(const int8_t* p) {
   int32_t value;
   std::memcpy(&value, p, 4);
@@ -38,15 +35,6 @@ GroupView Group(const MatView& w, size_t g) {
   return {group.base, group.base + 2 * blocks * group.lanes, group.lanes, blocks};
 }
 
-// Weight e (0..31) of lane j in block b, as stored (unsigned).
-int32_t StoredWeight(DType type, const GroupView& g, size_t b, size_t j, size_t e) {
-  const std::byte* quants = g.quants + b * g.lanes * InterleavedQuantBytes(type);
-  if (type == DType::kQ8_0) return static_cast<uint8_t>(quants[(e / 4 * g.lanes + j) * 4 + e % 4]);
-  const size_t low = e % 16;
-  const auto packed = static_cast<uint8_t>(quants[(low / 4 * g.lanes + j) * 4 + low % 4]);
-  return e < 16 ? packed & 0x0f : packed >> 4;
-}
-
 void GroupPortable(DType type, const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,
                    size_t y_stride, size_t row0) {
   for (size_t t = t0; t < t0 + tokens; ++t) {
@@ -56,7 +44,8 @@ void GroupPortable(DType type, const GroupView& g, const Int8Activations& x, siz
         const size_t block = b * x.tokens + t;
         const int8_t* a = &x.quants[block * kQuantBlock];
         int32_t dot = x.offsets[block];
-        for (size_t e = 0; e < kQuantBlock; ++e) dot += StoredWeight(type, g, b, j, e) * a[e];
+        const std::byte* quants = g.quants + b * g.lanes * InterleavedQuantBytes(type);
+        for (size_t e = 0; e < kQuantBlock; ++e) dot += StoredQuant(type, quants, g.lanes, j, e) * a[e];
         const float scale = F16ToF32(LoadU16(g.scales + 2 * (b * g.lanes + j))) * x.scales[block];
         acc = std::fma(static_cast<float>(dot), scale, acc);
       }
@@ -239,7 +228,7 @@ void QuantizeActivations(DType weight_type, const float* x, size_t n, size_t col
   out.quants.resize(n * cols);
   out.scales.resize(n * out.blocks);
   out.offsets.resize(n * out.blocks);
-  const int32_t zero_point = ZeroPoint(weight_type);
+  const int32_t zero_point = InterleavedZeroPoint(weight_type);
 #if defined(__x86_64__)
   const auto quantize = kernel == Int8Kernel::kVnni ? QuantizeBlockAvx512 : QuantizeBlockPortable;
 #else
