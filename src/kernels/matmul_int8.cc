@@ -201,6 +201,55 @@ void GroupVnniTokens(const GroupView& g, const Int8Activations& x, size_t t0, si
   }
 }
 
+#define HYMBA_AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+// AVX2 has no VNNI: vpmaddubsw multiplies unsigned by signed bytes and adds
+// pairs into saturating int16, so q8_0 weights are made signed again and
+// their sign moved onto the activations (|w| * (a sign w), at most
+// 2 x 128 x 127, never saturating); q4_0's nibbles (at most 2 x 15 x 127) go
+// in as they are. Half a group (8 rows, one per 32-bit lane) per pass, a
+// token at a time while the group's weights stay in L1; full groups only.
+template <DType kType>
+HYMBA_AVX2_TARGET void GroupAvx2(const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,
+                                 size_t y_stride, size_t row0) {
+  constexpr size_t kQuantBytes = InterleavedQuantBytes(kType);
+  constexpr size_t kLanes = kInterleaveRows;
+  const __m256i ones = _mm256_set1_epi16(1), low_nibbles = _mm256_set1_epi8(0x0f), bias = _mm256_set1_epi8(-128);
+  for (size_t t = t0; t < t0 + tokens; ++t) {
+    for (size_t half = 0; half < 2; ++half) {
+      __m256 acc = _mm256_setzero_ps();
+      for (size_t b = 0; b < g.blocks; ++b) {
+        const size_t block = b * x.tokens + t;
+        const int8_t* a = &x.quants[block * kQuantBlock];
+        const std::byte* quants = g.quants + b * kLanes * kQuantBytes + 32 * half;
+        const __m256 weight_scales =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.scales + 2 * (b * kLanes + 8 * half))));
+        __m256i dot = _mm256_setzero_si256();
+        for (size_t k = 0; k < 8; ++k) {
+          const __m256i activations = _mm256_set1_epi32(LoadI32(a + 4 * k));
+          __m256i pairs;
+          if constexpr (kType == DType::kQ8_0) {
+            const __m256i w = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(quants + 4 * k * kLanes)), bias);
+            pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(activations, w));
+          } else {
+            const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(quants + 4 * (k % 4) * kLanes));
+            const __m256i w = k < 4 ? _mm256_and_si256(packed, low_nibbles)
+                                    : _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
+            pairs = _mm256_maddubs_epi16(w, activations);
+          }
+          dot = _mm256_add_epi32(dot, _mm256_madd_epi16(pairs, ones));
+        }
+        // q8_0's dot is already the signed one; q4_0's needs the zero point.
+        if constexpr (kType == DType::kQ4_0) dot = _mm256_add_epi32(dot, _mm256_set1_epi32(x.offsets[block]));
+        const __m256 scale = _mm256_mul_ps(weight_scales, _mm256_set1_ps(x.scales[block]));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
+      }
+      _mm256_storeu_ps(y + t * y_stride + row0 + 8 * half, acc);
+    }
+  }
+}
+
+#undef HYMBA_AVX2_TARGET
 #undef HYMBA_VNNI_TARGET
 #pragma GCC diagnostic pop
 #endif
@@ -210,6 +259,16 @@ void GroupVnniTokens(const GroupView& g, const Int8Activations& x, size_t t0, si
 constexpr size_t kBlockBytes = size_t{512} << 10;
 
 }  // namespace
+
+bool CpuHasAvx2() {
+#if !defined(__x86_64__)
+  return false;
+#else
+  static const bool has =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return has;
+#endif
+}
 
 bool CpuHasVnni() {
 #if !defined(__x86_64__)
@@ -263,6 +322,14 @@ void MatMulInt8(const MatView& w, const Int8Activations& x, float* y, size_t y_s
             GroupVnniTokens<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
           } else {
             GroupVnniTokens<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
+          }
+          continue;
+        }
+        if (kernel == Int8Kernel::kAvx2 && group.lanes == kInterleaveRows) {
+          if (w.type == DType::kQ8_0) {
+            GroupAvx2<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
+          } else {
+            GroupAvx2<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
           }
           continue;
         }

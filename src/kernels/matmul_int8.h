@@ -2,7 +2,7 @@
 // with activations quantized to 8 bits per block of 32 (llama.cpp's scheme):
 // each block's dot product is computed exactly in integers, then scaled by
 // the weight and activation scales and added in f32, block by block in order.
-// The AVX-512 VNNI kernel and the portable one give the same bits.
+// The AVX-512 VNNI, AVX2 and portable kernels give the same bits.
 #pragma once
 
 #include <cstddef>
@@ -25,9 +25,13 @@ struct Int8Activations {
   std::vector<int32_t> offsets;  // [blocks][tokens]: -(stored weight of value 0) * sum of the block's quants
 };
 
-enum class Int8Kernel { kPortable, kVnni };  // kVnni: AVX-512 with VNNI; the same bits either way
+// kVnni: AVX-512 with VNNI; kAvx2: AVX2, FMA and F16C. The same bits whichever runs.
+enum class Int8Kernel { kPortable, kAvx2, kVnni };
 bool CpuHasVnni();
-inline Int8Kernel BestInt8Kernel() { return CpuHasVnni() ? Int8Kernel::kVnni : Int8Kernel::kPortable; }
+bool CpuHasAvx2();
+inline Int8Kernel BestInt8Kernel() {
+  return CpuHasVnni() ? Int8Kernel::kVnni : CpuHasAvx2() ? Int8Kernel::kAvx2 : Int8Kernel::kPortable;
+}
 
 // x: [n, cols], cols a multiple of 32; the offsets suit weights of `weight_type`.
 // Long prompts are split over `pool` when one is given.

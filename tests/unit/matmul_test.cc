@@ -205,29 +205,40 @@ TEST_P(Int8MatMulTest, QuantizedActivationsRoundToTheBlockScale) {
   }
 }
 
-// The VNNI kernel and the portable one compute the same integers and the same
-// f32 operations in the same order.
-TEST_P(Int8MatMulTest, VnniKernelEqualsPortableKernelBitForBit) {
-  if (!CpuHasVnni()) GTEST_SKIP() << "no AVX-512 VNNI on this machine";
+// The VNNI and AVX2 kernels compute the same integers and the same f32
+// operations in the same order as the portable one.
+TEST_P(Int8MatMulTest, SimdKernelsEqualPortableKernelBitForBit) {
+  const std::vector<std::pair<Int8Kernel, bool>> kernels = {{Int8Kernel::kAvx2, CpuHasAvx2()},
+                                                            {Int8Kernel::kVnni, CpuHasVnni()}};
   std::mt19937 rng(13);
+  size_t compared = 0;
   for (size_t rows : {1, 7, 16, 17, 40}) {
     for (size_t n : {1, 3, 8, 11}) {
       const size_t cols = 320;
       const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
-      const std::vector<float> x = RandomVector(n * cols, rng);
-      Int8Activations q, q_portable;
-      QuantizeActivations(GetParam(), x.data(), n, cols, q, nullptr, Int8Kernel::kVnni);
+      std::vector<float> x = RandomVector(n * cols, rng);
+      x[5] = 1e30f;  // a block whose other values all round to zero
+      Int8Activations q_portable;
       QuantizeActivations(GetParam(), x.data(), n, cols, q_portable, nullptr, Int8Kernel::kPortable);
-      ASSERT_EQ(q.quants, q_portable.quants);
-      ASSERT_EQ(q.scales, q_portable.scales);
-      ASSERT_EQ(q.offsets, q_portable.offsets);
       const size_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
-      std::vector<float> portable(n * rows), vnni(n * rows);
-      MatMulInt8(w.view, q, portable.data(), rows, 0, groups, Int8Kernel::kPortable);
-      MatMulInt8(w.view, q, vnni.data(), rows, 0, groups, Int8Kernel::kVnni);
-      ASSERT_EQ(portable, vnni) << "rows " << rows << " n " << n;
+      std::vector<float> portable(n * rows);
+      MatMulInt8(w.view, q_portable, portable.data(), rows, 0, groups, Int8Kernel::kPortable);
+      for (const auto& [kernel, supported] : kernels) {
+        if (!supported) continue;
+        SCOPED_TRACE(kernel == Int8Kernel::kVnni ? "VNNI" : "AVX2");
+        Int8Activations q;
+        QuantizeActivations(GetParam(), x.data(), n, cols, q, nullptr, kernel);
+        ASSERT_EQ(q.quants, q_portable.quants);
+        ASSERT_EQ(q.scales, q_portable.scales);
+        ASSERT_EQ(q.offsets, q_portable.offsets);
+        std::vector<float> simd(n * rows);
+        MatMulInt8(w.view, q, simd.data(), rows, 0, groups, kernel);
+        ASSERT_EQ(portable, simd) << "rows " << rows << " n " << n;
+        ++compared;
+      }
     }
   }
+  if (compared == 0) GTEST_SKIP() << "neither AVX2 nor AVX-512 VNNI on this machine";
 }
 
 TEST_P(Int8MatMulTest, RefusesRowsThatWereNotInterleaved) {
