@@ -66,6 +66,36 @@ void DecodeAndPrefillShapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_MatMul)->Apply(DecodeAndPrefillShapes)->UseRealTime()->Unit(benchmark::kMillisecond);
 
+// args: type, kernel (0 portable, 1 AVX2, 2 VNNI), tokens; one thread, a
+// 4096 x 1600 matrix: each int8 kernel alone, including the ones this CPU
+// would not pick.
+void BM_Int8Kernel(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const auto kernel = static_cast<Int8Kernel>(state.range(1));
+  if ((kernel == Int8Kernel::kAvx2 && !CpuHasAvx2()) || (kernel == Int8Kernel::kVnni && !CpuHasVnni())) {
+    state.SkipWithError("not supported by this CPU");
+    return;
+  }
+  const size_t rows = 4096, cols = 1600, tokens = static_cast<size_t>(state.range(2));
+  const std::vector<std::byte> bytes = RandomMatrixBytes(type, rows, cols);
+  const MatView w{type, bytes.data(), rows, cols, true};
+  std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
+  Int8Activations activations;
+  QuantizeActivations(type, x.data(), tokens, cols, activations, nullptr, kernel);
+  for (auto _ : state) {
+    MatMulInt8(w, activations, y.data(), rows, 0, rows / kInterleaveRows, kernel);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(DTypeName(type)) + (kernel == Int8Kernel::kVnni   ? " VNNI"
+                                                 : kernel == Int8Kernel::kAvx2 ? " AVX2"
+                                                                               : " portable"));
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(rows * cols * tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Int8Kernel)
+    ->ArgsProduct({{static_cast<int>(DType::kQ8_0), static_cast<int>(DType::kQ4_0)}, {0, 1, 2}, {1, 64}})
+    ->Unit(benchmark::kMillisecond);
+
 // args: tokens (hidden 1600): the 8-bit activations of the int8 products.
 void BM_QuantizeActivations(benchmark::State& state) {
   const auto tokens = static_cast<size_t>(state.range(0));
