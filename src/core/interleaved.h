@@ -54,12 +54,18 @@ inline int StoredQuant(DType type, const std::byte* block_quants, size_t lanes, 
   return e < 16 ? packed & 0x0f : packed >> 4;
 }
 
-inline float LoadInterleaved(DType type, const std::byte* matrix, size_t rows, size_t cols, size_t r, size_t c) {
+// Row r's weights as f32, out[0, cols).
+inline void DecodeInterleavedRow(DType type, const std::byte* matrix, size_t rows, size_t cols, size_t r, float* out) {
   const InterleavedGroup group = FindGroup(type, matrix, rows, cols, r);
-  const size_t m = group.lanes, blocks = cols / kQuantBlock, b = c / kQuantBlock;
-  const float scale = F16ToF32(LoadU16(group.base + 2 * (b * m + group.lane)));
-  const std::byte* quants = group.base + 2 * blocks * m + b * m * InterleavedQuantBytes(type);
-  return scale * static_cast<float>(StoredQuant(type, quants, m, group.lane, c % kQuantBlock) - InterleavedZeroPoint(type));
+  const size_t m = group.lanes, blocks = cols / kQuantBlock;
+  for (size_t b = 0; b < blocks; ++b) {
+    const float scale = F16ToF32(LoadU16(group.base + 2 * (b * m + group.lane)));
+    const std::byte* quants = group.base + 2 * blocks * m + b * m * InterleavedQuantBytes(type);
+    for (size_t e = 0; e < kQuantBlock; ++e) {
+      out[b * kQuantBlock + e] =
+          scale * static_cast<float>(StoredQuant(type, quants, m, group.lane, e) - InterleavedZeroPoint(type));
+    }
+  }
 }
 
 // Rewrites rows x cols of q8_0 or q4_0 in GGUF's row layout, in place, into

@@ -23,10 +23,7 @@ struct MatView {
   bool empty() const { return data == nullptr; }
   const std::byte* Row(size_t r) const { return data + r * RowBytes(type, cols); }  // contiguous rows only
   void DecodeRow(size_t r, std::span<float> out) const {
-    if (interleaved) {
-      for (size_t c = 0; c < cols; ++c) out[c] = LoadInterleaved(type, data, rows, cols, r, c);
-      return;
-    }
+    if (interleaved) return DecodeInterleavedRow(type, data, rows, cols, r, out.data());
     const std::byte* row = Row(r);
     for (size_t c = 0; c < cols; ++c) out[c] = LoadAsF32(type, row, c);
   }

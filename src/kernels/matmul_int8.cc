@@ -1,5 +1,7 @@
 #include "kernels/matmul_int8.h"
 
+#include "kernels/row_tiles.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,7 +22,7 @@ int32_t LoadI32(const int8_t* p) {
 
 // Tokens per pass over a group's weights: 8 weight, 8 accumulator and a few
 // temporary vectors stay within AVX-512's 32 registers.
-constexpr size_t kTileTokens = 8;
+constexpr size_t kGroupTokens = 8;
 
 struct GroupView {
   const std::byte* scales;  // [blocks][lanes] f16
@@ -197,7 +199,7 @@ void GroupVnniTokens(const GroupView& g, const Int8Activations& x, size_t t0, si
     case 5: return GroupVnni<kType, 5>(g, x, t0, y, y_stride, row0);
     case 6: return GroupVnni<kType, 6>(g, x, t0, y, y_stride, row0);
     case 7: return GroupVnni<kType, 7>(g, x, t0, y, y_stride, row0);
-    default: return GroupVnni<kType, kTileTokens>(g, x, t0, y, y_stride, row0);
+    default: return GroupVnni<kType, kGroupTokens>(g, x, t0, y, y_stride, row0);
   }
 }
 
@@ -254,10 +256,6 @@ HYMBA_AVX2_TARGET void GroupAvx2(const GroupView& g, const Int8Activations& x, s
 #pragma GCC diagnostic pop
 #endif
 
-// Groups whose weights, as the tiles reread them for every token tile, fit in
-// half of a 1 MB L2.
-constexpr size_t kBlockBytes = size_t{512} << 10;
-
 }  // namespace
 
 bool CpuHasAvx2() {
@@ -308,11 +306,11 @@ void QuantizeActivations(DType weight_type, const float* x, size_t n, size_t col
 void MatMulInt8(const MatView& w, const Int8Activations& x, float* y, size_t y_stride, size_t group_begin,
                 size_t group_end, Int8Kernel kernel) {
   const size_t group_bytes = kInterleaveRows * RowBytes(w.type, w.cols);
-  const size_t block_groups = std::max<size_t>(1, kBlockBytes / group_bytes);
+  const size_t block_groups = std::max<size_t>(1, kL2BlockBytes / group_bytes);
   for (size_t first = group_begin; first < group_end; first += block_groups) {
     const size_t last = std::min(group_end, first + block_groups);
-    for (size_t t0 = 0; t0 < x.tokens; t0 += kTileTokens) {
-      const size_t tokens = std::min(kTileTokens, x.tokens - t0);
+    for (size_t t0 = 0; t0 < x.tokens; t0 += kGroupTokens) {
+      const size_t tokens = std::min(kGroupTokens, x.tokens - t0);
       for (size_t g = first; g < last; ++g) {
         const GroupView group = Group(w, g);
         const size_t row0 = g * kInterleaveRows;

@@ -16,6 +16,10 @@ namespace hymba {
 constexpr size_t kTileRows = 4;
 constexpr size_t kTileTokens = 6;
 
+// Weights of a block of rows, as the token tiles reread them, fit in half of
+// a 1 MB L2 (the int8 kernels block their row groups the same way).
+constexpr size_t kL2BlockBytes = size_t{512} << 10;
+
 // Rows [row_begin, row_end) of y = W x for the n rows of x (w.cols values of
 // type X each), y row t at y + t * y_stride. tile(weight_rows, token_rows,
 // tokens, out) fills out[r * kTileTokens + t] for r < kTileRows and t < tokens;
@@ -23,9 +27,8 @@ constexpr size_t kTileTokens = 6;
 template <typename X, typename Tile>
 void ForEachRowTile(const MatView& w, const X* x, size_t n, float* y, size_t y_stride, size_t row_begin,
                     size_t row_end, const Tile& tile) {
-  constexpr size_t kBlockBytes = size_t{512} << 10;
   const size_t block_rows =
-      std::max(kTileRows, kBlockBytes / std::max<size_t>(RowBytes(w.type, w.cols), 1) / kTileRows * kTileRows);
+      std::max(kTileRows, kL2BlockBytes / std::max<size_t>(RowBytes(w.type, w.cols), 1) / kTileRows * kTileRows);
   float out[kTileRows * kTileTokens];
   for (size_t block = row_begin; block < row_end; block += block_rows) {
     const size_t block_end = std::min(row_end, block + block_rows);

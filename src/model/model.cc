@@ -154,7 +154,8 @@ const WeightStorage& Model::storage() const { return impl_->storage; }
 ComputeType Model::compute_type() const { return impl_->compute; }
 std::string Model::type_label() const {
   const std::string type = impl_->storage.main_dtype();
-  return impl_->compute == ComputeType::kBF16 ? type + " (bf16 compute)" : type;
+  if (impl_->compute == ComputeType::kF32) return type;
+  return type + " (" + std::string(ComputeTypeName(impl_->compute)) + " compute)";
 }
 
 Sequence Model::NewSequence() const { return Sequence(std::make_unique<SequenceState>(impl_->Prefix())); }
