@@ -151,6 +151,43 @@ void BM_Attend(benchmark::State& state) {
 }
 BENCHMARK(BM_Attend)->Arg(1)->Arg(5);
 
+// One decode step's attention over a sliding window (meta + 1025 positions)
+// as the engine runs it: each K/V head's keys and values are one stream in
+// the cache, taken in ranges of 128 keys whose results merge. Every K/V head
+// of 16 layers' caches, so that keys and values come from memory as they do
+// at depth; one thread. bytes/s counts the K/V read.
+void BM_AttendDecode(benchmark::State& state) {
+  const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 128;
+  const size_t parts = (keys + range - 1) / range;
+  std::vector<std::vector<float>> k(layers, std::vector<float>(kv_heads * keys * dqk, 0.2f)),
+      v(layers, std::vector<float>(kv_heads * keys * dv, 0.3f));
+  std::vector<float> q(group * dqk, 0.1f), scores(group * range), part_out(parts * group * dv), out(group * dv);
+  std::vector<SoftmaxStats> stats(parts * group);
+  std::vector<const float*> key_rows(keys), value_rows(keys);
+  for (auto _ : state) {
+    for (size_t layer = 0; layer < layers; ++layer) {
+      for (size_t g = 0; g < kv_heads; ++g) {
+        for (size_t m = 0; m < keys; ++m) {
+          key_rows[m] = &k[layer][(g * keys + m) * dqk];
+          value_rows[m] = &v[layer][(g * keys + m) * dv];
+        }
+        for (size_t p = 0; p < parts; ++p) {
+          const size_t first = p * range, size = std::min(keys, first + range) - first;
+          Attend(q.data(), group, &key_rows[first], 0, &value_rows[first], 0, size, dqk, dv, 0.125f, scores.data(),
+                 &part_out[p * group * dv], &stats[p * group]);
+        }
+        for (size_t j = 0; j < group; ++j) {
+          MergeAttention(&part_out[j * dv], group * dv, &stats[j], group, parts, dv, &out[j * dv]);
+        }
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(layers * kv_heads * keys * (dqk + dv) * sizeof(float)),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_AttendDecode)->UseRealTime();
+
 }  // namespace
 }  // namespace hymba
 

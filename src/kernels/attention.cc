@@ -22,7 +22,7 @@ constexpr size_t kKeyBlock = 32;  // keys whose value rows (at most a few KB eac
 template <size_t kHeads>
 void AttendHeads(const float* queries, const float* const* key_rows, size_t key_offset,
                  const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-                 float* scores, float* out) {
+                 float* scores, float* out, SoftmaxStats* stats) {
   const hn::ScalableTag<float> d;
   const hn::CappedTag<float, 1> d1;
   const size_t lanes = hn::Lanes(d);
@@ -77,6 +77,7 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
       sum += row[m];
     }
     inverse[j] = 1.0f / sum;
+    if (stats != nullptr) stats[j] = {max_score, sum};
   }
 
   // Weighted values: each value vector read once for every head, each output
@@ -130,13 +131,14 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
 
 void AttendImpl(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
                 const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-                float* scores, float* out) {
+                float* scores, float* out, SoftmaxStats* stats) {
   for (size_t first = 0; first < heads; first += kMaxHeads) {
     const float* q = queries + first * dqk;
     float* o = out + first * dv;
+    SoftmaxStats* s = stats == nullptr ? nullptr : stats + first;
     switch (std::min(kMaxHeads, heads - first)) {
 #define HYMBA_ATTEND_CASE(n) \
-  case n: AttendHeads<n>(q, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, o); break;
+  case n: AttendHeads<n>(q, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, o, s); break;
       HYMBA_ATTEND_CASE(1) HYMBA_ATTEND_CASE(2) HYMBA_ATTEND_CASE(3) HYMBA_ATTEND_CASE(4)
       HYMBA_ATTEND_CASE(5) HYMBA_ATTEND_CASE(6) HYMBA_ATTEND_CASE(7) HYMBA_ATTEND_CASE(8)
 #undef HYMBA_ATTEND_CASE
@@ -155,9 +157,27 @@ HWY_EXPORT(AttendImpl);
 
 void Attend(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
             const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-            float* scores, float* out) {
+            float* scores, float* out, SoftmaxStats* stats) {
   HWY_DYNAMIC_DISPATCH(AttendImpl)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
-                                   scale, scores, out);
+                                   scale, scores, out, stats);
+}
+
+void MergeAttention(const float* parts, size_t part_stride, const SoftmaxStats* stats, size_t stats_stride,
+                    size_t count, size_t dv, float* out) {
+  float max_score = -INFINITY;
+  for (size_t p = 0; p < count; ++p) max_score = std::max(max_score, stats[p * stats_stride].max_score);
+  float total = 0.0f;
+  for (size_t p = 0; p < count; ++p) {
+    total += stats[p * stats_stride].sum * std::exp(stats[p * stats_stride].max_score - max_score);
+  }
+  std::fill(out, out + dv, 0.0f);
+  for (size_t p = 0; p < count; ++p) {
+    // Each part is normalised by its own sum; its share of the whole is that
+    // sum rescaled to the common maximum (exactly 1 for a single part).
+    const SoftmaxStats& part = stats[p * stats_stride];
+    const float weight = part.sum * std::exp(part.max_score - max_score) / total;
+    for (size_t i = 0; i < dv; ++i) out[i] += weight * parts[p * part_stride + i];
+  }
 }
 
 }  // namespace hymba

@@ -15,8 +15,9 @@
 namespace hymba {
 
 KvCache::KvCache(const Config& config, int owner)
-    : key_width_(static_cast<size_t>(config.k_width)),
-      value_width_(static_cast<size_t>(config.v_width)),
+    : kv_heads_(static_cast<size_t>(config.num_key_value_heads)),
+      key_dim_(static_cast<size_t>(config.head_dim_qk)),
+      value_dim_(static_cast<size_t>(config.head_dim_v)),
       meta_(config.num_memory_tokens),
       ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0),
       block_slots_(ring_ > 0 ? static_cast<size_t>(meta_ + ring_) : kHistoryBlock) {}
@@ -27,21 +28,25 @@ size_t KvCache::Slot(int64_t position) const {
 }
 
 void KvCache::Append(const float* key, const float* value) {
-  scratch_keys_.insert(scratch_keys_.end(), key, key + key_width_);
-  scratch_values_.insert(scratch_values_.end(), value, value + value_width_);
+  scratch_keys_.insert(scratch_keys_.end(), key, key + kv_heads_ * key_dim_);
+  scratch_values_.insert(scratch_values_.end(), value, value + kv_heads_ * value_dim_);
   ++positions_;
 }
 
-const float* KvCache::Key(int64_t position) const {
-  if (position >= committed_) return &scratch_keys_[static_cast<size_t>(position - committed_) * key_width_];
+const float* KvCache::Key(int64_t position, size_t kv_head) const {
+  if (position >= committed_) {
+    return &scratch_keys_[(static_cast<size_t>(position - committed_) * kv_heads_ + kv_head) * key_dim_];
+  }
   const size_t slot = Slot(position);
-  return &key_blocks_[slot / block_slots_][(slot % block_slots_) * key_width_];
+  return &key_blocks_[slot / block_slots_][(kv_head * block_slots_ + slot % block_slots_) * key_dim_];
 }
 
-const float* KvCache::Value(int64_t position) const {
-  if (position >= committed_) return &scratch_values_[static_cast<size_t>(position - committed_) * value_width_];
+const float* KvCache::Value(int64_t position, size_t kv_head) const {
+  if (position >= committed_) {
+    return &scratch_values_[(static_cast<size_t>(position - committed_) * kv_heads_ + kv_head) * value_dim_];
+  }
   const size_t slot = Slot(position);
-  return &value_blocks_[slot / block_slots_][(slot % block_slots_) * value_width_];
+  return &value_blocks_[slot / block_slots_][(kv_head * block_slots_ + slot % block_slots_) * value_dim_];
 }
 
 void KvCache::Commit() {
@@ -50,15 +55,16 @@ void KvCache::Commit() {
     if (evicted) continue;
     const size_t slot = Slot(position);
     while (slot / block_slots_ >= key_blocks_.size()) {
-      key_blocks_.emplace_back(block_slots_ * key_width_);
-      value_blocks_.emplace_back(block_slots_ * value_width_);
+      key_blocks_.emplace_back(block_slots_ * kv_heads_ * key_dim_);
+      value_blocks_.emplace_back(block_slots_ * kv_heads_ * value_dim_);
     }
     slots_used_ = std::max(slots_used_, slot + 1);
-    const size_t scratch_row = static_cast<size_t>(position - committed_);
-    std::copy_n(&scratch_keys_[scratch_row * key_width_], key_width_,
-                &key_blocks_[slot / block_slots_][(slot % block_slots_) * key_width_]);
-    std::copy_n(&scratch_values_[scratch_row * value_width_], value_width_,
-                &value_blocks_[slot / block_slots_][(slot % block_slots_) * value_width_]);
+    for (size_t head = 0; head < kv_heads_; ++head) {  // still in the scratch: position >= committed_
+      std::copy_n(Key(position, head), key_dim_,
+                  &key_blocks_[slot / block_slots_][(head * block_slots_ + slot % block_slots_) * key_dim_]);
+      std::copy_n(Value(position, head), value_dim_,
+                  &value_blocks_[slot / block_slots_][(head * block_slots_ + slot % block_slots_) * value_dim_]);
+    }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.
   std::vector<float>().swap(scratch_keys_);
@@ -66,7 +72,7 @@ void KvCache::Commit() {
   committed_ = positions_;
 }
 
-size_t KvCache::bytes() const { return slots_used_ * (key_width_ + value_width_) * sizeof(float); }
+size_t KvCache::bytes() const { return slots_used_ * kv_heads_ * (key_dim_ + value_dim_) * sizeof(float); }
 
 SequenceState::SequenceState(const Config& config) : layers(static_cast<size_t>(config.num_hidden_layers)) {
   const auto d_inner = static_cast<size_t>(config.d_inner);
@@ -113,11 +119,13 @@ namespace {
 // fifth of prefill time at 4k tokens). They grow, never shrink, and nothing
 // reads an element before writing it.
 struct Scratch {
-  std::vector<float> u, proj, xc, params, dt, delta_pre, ssm_out, attn_out, fused, normed, mixed, up, gate;
+  std::vector<float> u, proj, xc, params, dt, delta_pre, ssm_out, attn_out, queries, attention_parts, fused, normed, mixed,
+      up, gate;
 };
 
 // The first n elements of v, growing it if needed.
-float* Take(std::vector<float>& v, size_t n) {
+template <typename T>
+T* Take(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
@@ -183,7 +191,7 @@ void SsmParameters(const Config& c, const LayerWeights& w, ThreadPool& pool, con
 // [n, heads * head_dim_v].
 void Attention(const Config& c, const LayerWeights& w, std::span<const float> inv_freq, ThreadPool& pool, int layer,
                SequenceState& state, const float* q, const float* k, const float* v, size_t stride, size_t n,
-               float* out) {
+               Scratch& scratch, float* out) {
   const auto dqk = static_cast<size_t>(c.head_dim_qk);
   const auto dv = static_cast<size_t>(c.head_dim_v);
   const auto heads = static_cast<size_t>(c.num_attention_heads);
@@ -206,46 +214,121 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
     }
   }
 
-  const KvCache& source = state.layers[role.kv_source].kv.front();
-  const size_t group = heads / kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
-  // Heads are independent; each range of heads has its own scratch.
-  pool.ParallelFor(heads, [&](size_t head_begin, size_t head_end) {
-    // Per-thread buffers kept across calls: the scores of a long context
-    // would otherwise be zero-filled for every layer and token.
-    thread_local std::vector<float> query_buffer, score_buffer, cos_buffer, sin_buffer;
-    thread_local std::vector<const float*> key_rows, value_rows;
-    float* queries = Take(query_buffer, (head_end - head_begin) * dqk);
+  float* queries = Take(scratch.queries, n * heads * dqk);  // [n, heads, dqk], normalised and rotated
+  pool.ParallelFor(n, [&](size_t t_begin, size_t t_end) {
+    thread_local std::vector<float> cos_buffer, sin_buffer;
     float* cos = Take(cos_buffer, inv_freq.size());
     float* sin = Take(sin_buffer, inv_freq.size());
-    for (size_t t = 0; t < n; ++t) {
-      const int64_t i = start + static_cast<int64_t>(t);
-      // Visible keys (E3): the meta tokens and the newest sliding_window + 1
-      // positions in a sliding-window layer, everything up to i in a global one.
-      const int64_t window_begin = role.global_attention ? 0 : std::max<int64_t>(0, i - c.sliding_window);
-      const int64_t meta_end = std::min(window_begin, c.num_memory_tokens);
-      key_rows.clear();
-      value_rows.clear();
-      for (int64_t p = 0; p < meta_end; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
-      for (int64_t p = window_begin; p <= i; ++p) key_rows.push_back(source.Key(p)), value_rows.push_back(source.Value(p));
-      float* scores = Take(score_buffer, (head_end - head_begin) * key_rows.size());
-      if (c.rope) RotaryAngles(inv_freq, i, cos, sin);
-      for (size_t h = head_begin; h < head_end; ++h) {
-        float* query = &queries[(h - head_begin) * dqk];
+    for (size_t t = t_begin; t < t_end; ++t) {
+      if (c.rope) RotaryAngles(inv_freq, start + static_cast<int64_t>(t), cos, sin);
+      for (size_t h = 0; h < heads; ++h) {
+        float* query = &queries[(t * heads + h) * dqk];
         std::copy_n(q + t * stride + h * dqk, dqk, query);
         if (!w.q_norm.empty()) RmsNorm(query, w.q_norm, dqk, eps, query);
         if (c.rope) ApplyRope(query, cos, sin, inv_freq.size());
       }
-      // Runs of heads that read the same K/V head go through together.
-      for (size_t h = head_begin; h < head_end;) {
-        const size_t g = h / group;
-        const size_t run_end = std::min(head_end, (g + 1) * group);
-        Attend(&queries[(h - head_begin) * dqk], run_end - h, key_rows.data(), g * dqk, value_rows.data(), g * dv,
-               key_rows.size(), dqk, dv, scale, scores, out + t * heads * dv + h * dv);
-        h = run_end;
-      }
     }
   });
+
+  // Visible keys of the token at position i (E3): the meta tokens and the
+  // newest sliding_window + 1 positions in a sliding-window layer, everything
+  // up to i in a global one. Key index m counts the meta part first.
+  struct Visible {
+    int64_t meta_end, window_begin, count;
+    int64_t Position(int64_t m) const { return m < meta_end ? m : window_begin + (m - meta_end); }
+  };
+  auto visible = [&](size_t t) {
+    const int64_t i = start + static_cast<int64_t>(t);
+    const int64_t window_begin = role.global_attention ? 0 : std::max<int64_t>(0, i - c.sliding_window);
+    const int64_t meta_end = std::min(window_begin, c.num_memory_tokens);
+    return Visible{meta_end, window_begin, meta_end + (i - window_begin + 1)};
+  };
+
+  // Each token's visible keys go in ranges of kKeyRange, each range through
+  // the kernel on its own, and the ranges of a head merge in order: the same
+  // operations whatever the chunk size or thread count, so prefill, chunked
+  // and token-by-token decoding give the same bits. Work items are the query
+  // heads of one K/V head for one token, over a run of its ranges: all of
+  // them when the chunk has several tokens (work enough for every thread),
+  // one each in a decode step, so that every thread streams a share of each
+  // head's keys once; their results wait in `waiting` for the merge.
+  constexpr int64_t kKeyRange = 128;
+  struct Item {
+    size_t t, g;
+    int64_t first_range, last_range;
+    size_t waiting;  // where a partial item's ranges wait; kWhole for an item with every range
+  };
+  constexpr size_t kWhole = SIZE_MAX;
+  const size_t group = heads / kv_heads;
+  const size_t part_floats = group * dv;  // one range's result: [head in group, dv]
+  std::vector<Item> items;
+  size_t waiting_ranges = 0;
+  for (size_t g = 0; g < kv_heads; ++g) {
+    for (size_t t = 0; t < n; ++t) {
+      const int64_t ranges = (visible(t).count + kKeyRange - 1) / kKeyRange;
+      if (n > 1 || ranges == 1) {
+        items.push_back({t, g, 0, ranges, kWhole});
+        continue;
+      }
+      for (int64_t r = 0; r < ranges; ++r) items.push_back({t, g, r, r + 1, waiting_ranges + static_cast<size_t>(r)});
+      waiting_ranges += static_cast<size_t>(ranges);
+    }
+  }
+  float* waiting_parts = Take(scratch.attention_parts, waiting_ranges * part_floats);
+  std::vector<SoftmaxStats> waiting_stats(waiting_ranges * group);
+
+  const KvCache& source = state.layers[role.kv_source].kv.front();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
+  auto merge = [&](const float* parts, const SoftmaxStats* stats, int64_t ranges, size_t t, size_t g) {
+    for (size_t j = 0; j < group; ++j) {
+      MergeAttention(parts + j * dv, part_floats, stats + j, group, static_cast<size_t>(ranges), dv,
+                     out + t * heads * dv + (g * group + j) * dv);
+    }
+  };
+  pool.ParallelFor(
+      items.size(),
+      [&](size_t item_begin, size_t item_end) {
+        // Per-thread buffers kept across calls: the scores of a long context
+        // would otherwise be zero-filled for every layer and token.
+        thread_local std::vector<float> score_buffer, part_buffer;
+        thread_local std::vector<SoftmaxStats> stats_buffer;
+        thread_local std::vector<const float*> key_rows, value_rows;
+        float* scores = Take(score_buffer, group * static_cast<size_t>(kKeyRange));
+        for (size_t index = item_begin; index < item_end; ++index) {
+          const Item& item = items[index];
+          const Visible keys = visible(item.t);
+          const float* query = &queries[(item.t * heads + item.g * group) * dqk];
+          const auto ranges = static_cast<size_t>(item.last_range - item.first_range);
+          float* parts = item.waiting == kWhole ? Take(part_buffer, ranges * part_floats)
+                                                : &waiting_parts[item.waiting * part_floats];
+          SoftmaxStats* stats = item.waiting == kWhole ? Take(stats_buffer, ranges * group)
+                                                       : &waiting_stats[item.waiting * group];
+          for (int64_t r = item.first_range; r < item.last_range; ++r) {
+            key_rows.clear();
+            value_rows.clear();
+            for (int64_t m = r * kKeyRange; m < std::min(keys.count, (r + 1) * kKeyRange); ++m) {
+              key_rows.push_back(source.Key(keys.Position(m), item.g));
+              value_rows.push_back(source.Value(keys.Position(m), item.g));
+            }
+            const auto part = static_cast<size_t>(r - item.first_range);
+            Attend(query, group, key_rows.data(), 0, value_rows.data(), 0, key_rows.size(), dqk, dv, scale, scores,
+                   &parts[part * part_floats], &stats[part * group]);
+          }
+          if (item.waiting == kWhole) merge(parts, stats, item.last_range, item.t, item.g);
+        }
+      },
+      1);
+  for (size_t i = 0; i < items.size();) {  // the decode step's ranges, a (token, K/V head) at a time
+    if (items[i].waiting == kWhole) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < items.size() && items[end].t == items[i].t && items[end].g == items[i].g) ++end;
+    merge(&waiting_parts[items[i].waiting * part_floats], &waiting_stats[items[i].waiting * group],
+          static_cast<int64_t>(end - i), items[i].t, items[i].g);
+    i = end;
+  }
 }
 
 // SwiGLU (down(silu(gate u) * up u)) or relu2 (down(relu(up u)^2)). u, out: [rows, hidden].
@@ -314,7 +397,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
                    .out = &ssm_out[r * d_inner]},
                   context.pool);
     Attention(c, w, context.inv_freq, context.pool, layer, *s.state, &proj[r * width], &proj[r * width + k_offset],
-              &proj[r * width + v_offset], width, s.rows, &attn_out[r * d_inner]);
+              &proj[r * width + v_offset], width, s.rows, scratch, &attn_out[r * d_inner]);
   }
 
   // Fusion: both branches normalised over all d_inner features, then averaged.

@@ -21,9 +21,9 @@ class KvCache {
  public:
   KvCache(const Config& config, int owner);
 
-  void Append(const float* key, const float* value);  // the next position
-  const float* Key(int64_t position) const;
-  const float* Value(int64_t position) const;
+  void Append(const float* key, const float* value);  // the next position, every K/V head
+  const float* Key(int64_t position, size_t kv_head) const;
+  const float* Value(int64_t position, size_t kv_head) const;
   void Commit();  // the chunk is done: move scratch entries into the ring
 
   int64_t positions() const { return positions_; }
@@ -31,7 +31,7 @@ class KvCache {
 
  private:
   size_t Slot(int64_t position) const;
-  size_t key_width_, value_width_;
+  size_t kv_heads_, key_dim_, value_dim_;
   int64_t meta_;
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
   int64_t positions_ = 0;
@@ -39,11 +39,13 @@ class KvCache {
   // Persistent slots live in blocks that are never moved or resized: a ring
   // is one block of meta + ring slots; a full history grows a block of
   // kHistoryBlock slots at a time, so it holds at most one partly used block.
+  // Inside a block each K/V head has its own run of slots, so a decode step
+  // reads one head's keys (and values) as one stream, not a slice of every row.
   static constexpr size_t kHistoryBlock = 256;
   size_t block_slots_;
-  std::vector<std::vector<float>> key_blocks_, value_blocks_;  // [block][slot in block, width]
+  std::vector<std::vector<float>> key_blocks_, value_blocks_;  // [block][kv head][slot in block][dim]
   size_t slots_used_ = 0;
-  std::vector<float> scratch_keys_, scratch_values_;  // [positions_ - committed_, width]
+  std::vector<float> scratch_keys_, scratch_values_;  // [positions_ - committed_][kv head][dim]
 };
 
 // Everything one sequence carries from one chunk of positions to the next.

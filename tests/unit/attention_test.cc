@@ -67,6 +67,44 @@ TEST(Attend, MatchesDoubleLoopOnEveryTarget) {
   });
 }
 
+// A head's keys cut into ranges, each attended on its own and merged, give
+// the result over the whole list; one range comes back bit for bit.
+TEST(Attend, RangesMergeIntoTheWholeList) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const size_t heads = 5, dqk = 64, dv = 128, count = 300;
+  std::vector<float> keys(count * dqk), values(count * dv), queries(heads * dqk);
+  for (float& v : keys) v = normal(rng);
+  for (float& v : values) v = normal(rng);
+  for (float& v : queries) v = 3.0f * normal(rng);
+  std::vector<const float*> key_rows, value_rows;
+  for (size_t m = 0; m < count; ++m) key_rows.push_back(&keys[m * dqk]), value_rows.push_back(&values[m * dv]);
+  std::vector<float> scores(heads * count), whole(heads * dv);
+  Attend(queries.data(), heads, key_rows.data(), 0, value_rows.data(), 0, count, dqk, dv, 0.125f, scores.data(),
+         whole.data());
+  for (size_t range : {1, 7, 128, 300}) {
+    const size_t parts = (count + range - 1) / range;
+    std::vector<float> part_out(parts * heads * dv);
+    std::vector<SoftmaxStats> stats(parts * heads);
+    for (size_t p = 0; p < parts; ++p) {
+      const size_t first = p * range, size = std::min(count, first + range) - first;
+      Attend(queries.data(), heads, &key_rows[first], 0, &value_rows[first], 0, size, dqk, dv, 0.125f, scores.data(),
+             &part_out[p * heads * dv], &stats[p * heads]);
+    }
+    for (size_t j = 0; j < heads; ++j) {
+      std::vector<float> merged(dv);
+      MergeAttention(&part_out[j * dv], heads * dv, &stats[j], heads, parts, dv, merged.data());
+      for (size_t i = 0; i < dv; ++i) {
+        if (parts == 1) {
+          ASSERT_EQ(merged[i], whole[j * dv + i]) << "head " << j;
+        } else {
+          ASSERT_NEAR(merged[i], whole[j * dv + i], 1e-5f * (1 + std::fabs(whole[j * dv + i]))) << "range " << range;
+        }
+      }
+    }
+  }
+}
+
 TEST(Attend, HugeScoresStayFinite) {
   const std::vector<float> query(16, 100.0f), key(16, 100.0f), value(4, 2.0f);
   const float* keys[] = {key.data(), key.data(), key.data()};
