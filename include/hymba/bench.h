@@ -23,7 +23,7 @@ struct BenchOptions {
   std::vector<int> depths{0};            // tokens already in the sequence before each test
   std::vector<int> threads{0};           // 0 = one per core
   int repetitions = 5;
-  ComputeType compute = ComputeType::kF32;
+  Numerics numerics{};
   std::function<void(const std::string&)> progress;  // one line per finished measurement, optional
 };
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hymba/config.h"
+#include "hymba/model.h"
 
 namespace hymba {
 
@@ -40,11 +41,11 @@ struct ModelReport {
   std::vector<ParameterGroup> parameters;  // by component
   int64_t total_parameters = 0;
   CacheLayout official;  // HF layout in bf16 (spec 7.1)
-  CacheLayout engine;    // this engine: f32 K/V and SSM state, window + 1 keys (E1, E3)
+  CacheLayout engine;    // this engine: K/V of the cache type, f32 SSM state, window + 1 keys (E1, E3)
   int64_t llama32_3b_bytes_per_token = 0;  // 28 layers x 8 KV heads x 128 x 2 (K,V) x bf16
 };
 
 // separate_lm_head: the checkpoint has its own lm_head.weight (untied head).
-ModelReport DescribeModel(const Config& config, bool separate_lm_head);
+ModelReport DescribeModel(const Config& config, bool separate_lm_head, CacheType cache = CacheType::kF32);
 
 }  // namespace hymba

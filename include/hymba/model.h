@@ -41,6 +41,19 @@ struct WeightStorage {
 enum class ComputeType { kF32, kBF16 };
 std::string_view ComputeTypeName(ComputeType type);  // "f32", "bf16"
 
+// How a sequence stores attention keys and values. kF32 (the default) meets
+// spec E1 and E9; kF16 rounds each key and value to f16 once, as llama.cpp's
+// default cache does, halving the cache and the bytes a decode step reads at
+// depth, at a cost measured like a quantized type's (README).
+enum class CacheType { kF32, kF16 };
+std::string_view CacheTypeName(CacheType type);  // "f32", "f16"
+
+// The numeric choices a model is loaded with; the defaults meet spec E9.
+struct Numerics {
+  ComputeType compute = ComputeType::kF32;
+  CacheType cache = CacheType::kF32;
+};
+
 struct SequenceState;
 
 // One sequence's state: K/V of the KV-owning layers, conv and SSM state. Its
@@ -75,7 +88,7 @@ class Model {
   // or the shards named by model.safetensors.index.json) or a GGUF file
   // written by `hymba convert`. `threads` computes with that many threads, 0
   // with one per core.
-  static Model Load(const std::filesystem::path& path, size_t threads = 0, ComputeType compute = ComputeType::kF32);
+  static Model Load(const std::filesystem::path& path, size_t threads = 0, Numerics numerics = {});
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
@@ -84,9 +97,9 @@ class Model {
   const Config& config() const;
   size_t threads() const;
   const WeightStorage& storage() const;
-  ComputeType compute_type() const;
-  // The main weight type, with the compute type when it is not f32: "Q4_0",
-  // "BF16 (bf16 compute)".
+  const Numerics& numerics() const;
+  // The main weight type, with the compute and cache types that are not f32:
+  // "Q4_0", "BF16 (bf16 compute)", "Q4_0 (f16 cache)".
   std::string type_label() const;
 
   // A new sequence positioned after the meta tokens, whose state is computed

@@ -19,7 +19,7 @@ struct QualityOptions {
   int max_chunks = 0;       // 0 = every whole chunk of the text
   std::optional<std::filesystem::path> base_model;  // compare against this model's distributions
   size_t threads = 0;
-  ComputeType compute = ComputeType::kF32;  // of `model`; the base model computes in f32
+  Numerics numerics{};  // of `model`; the base model computes with the defaults
 };
 
 struct QualityReport {

@@ -133,7 +133,7 @@ BenchReport RunBench(const BenchOptions& options) {
   constexpr size_t kBandwidthBytes = size_t{512} << 20;  // 16x the largest L3 of a desktop or small server part
 
   for (int requested_threads : options.threads) {
-    Model model = Model::Load(options.model, static_cast<size_t>(requested_threads), options.compute);
+    Model model = Model::Load(options.model, static_cast<size_t>(requested_threads), options.numerics);
     const Config& c = model.config();
     const WeightStorage& storage = model.storage();
     const auto threads = static_cast<int>(model.threads());

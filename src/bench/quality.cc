@@ -33,7 +33,7 @@ QualityReport MeasureQuality(const QualityOptions& options) {
   std::stringstream text;
   text << in.rdbuf();
 
-  const Model model = Model::Load(options.model, options.threads, options.compute);
+  const Model model = Model::Load(options.model, options.threads, options.numerics);
   const Tokenizer tokenizer = Tokenizer::Load(options.model);
   const std::vector<int32_t> tokens = tokenizer.Encode(text.str(), {.add_bos = false, .parse_special = false});
   const auto context = static_cast<size_t>(options.context);

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "core/dtype.h"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention.cc"
@@ -17,12 +21,32 @@ namespace hn = hwy::HWY_NAMESPACE;
 constexpr size_t kMaxHeads = 8;  // heads per pass: 2 x 8 value accumulators fit the registers
 constexpr size_t kKeyBlock = 32;  // keys whose value rows (at most a few KB each) stay in L1
 
+// Keys and values as f32 vectors and scalars, from f32 or f16 storage.
+template <class D, typename T>
+HWY_INLINE hn::Vec<D> LoadF32(D d, const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(d, p);
+  } else {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+  }
+}
+template <typename T>
+HWY_INLINE float ScalarF32(const T& value) {
+  if constexpr (std::is_same_v<T, float>) {
+    return value;
+  } else {
+    uint16_t bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    return F16ToF32(bits);
+  }
+}
+
 // kHeads heads sharing one K/V head; a compile-time count keeps the
 // accumulators in registers.
-template <size_t kHeads>
-void AttendHeads(const float* queries, const float* const* key_rows, size_t key_offset,
-                 const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-                 float* scores, float* out, SoftmaxStats* stats) {
+template <size_t kHeads, typename T>
+void AttendHeads(const float* queries, const T* const* key_rows, size_t key_offset, const T* const* value_rows,
+                 size_t value_offset, size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out,
+                 SoftmaxStats* stats) {
   const hn::ScalableTag<float> d;
   const hn::CappedTag<float, 1> d1;
   const size_t lanes = hn::Lanes(d);
@@ -36,24 +60,25 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
   // over values below.
   constexpr size_t kPrefetchKeys = 8;
   for (size_t m = 0; m < count; ++m) {
-    const float* key = key_rows[m] + key_offset;
+    const T* key = key_rows[m] + key_offset;
+    constexpr size_t kLine = 64 / sizeof(T);  // elements per cache line
     if (m + kPrefetchKeys < count) {
-      const float* ahead = key_rows[m + kPrefetchKeys] + key_offset;
-      for (size_t i = 0; i < dqk; i += 16) __builtin_prefetch(ahead + i, 0, 3);
+      const T* ahead = key_rows[m + kPrefetchKeys] + key_offset;
+      for (size_t i = 0; i < dqk; i += kLine) __builtin_prefetch(ahead + i, 0, 3);
     }
-    for (size_t i = 0; i < dv; i += 16) __builtin_prefetch(value_rows[m] + value_offset + i, 0, 2);
+    for (size_t i = 0; i < dv; i += kLine) __builtin_prefetch(value_rows[m] + value_offset + i, 0, 2);
     V acc[kHeads];
 #pragma GCC unroll 8
     for (size_t j = 0; j < heads; ++j) acc[j] = hn::Zero(d);
     size_t i = 0;
     for (; i + lanes <= dqk; i += lanes) {
-      const V k = hn::LoadU(d, key + i);
+      const V k = LoadF32(d, key + i);
 #pragma GCC unroll 8
       for (size_t j = 0; j < heads; ++j) acc[j] = hn::MulAdd(hn::LoadU(d, queries + j * dqk + i), k, acc[j]);
     }
     for (size_t j = 0; j < heads; ++j) {
       float dot = hn::GetLane(hn::SumOfLanes(d, acc[j]));
-      for (size_t tail = i; tail < dqk; ++tail) dot += queries[j * dqk + tail] * key[tail];
+      for (size_t tail = i; tail < dqk; ++tail) dot += queries[j * dqk + tail] * ScalarF32(key[tail]);
       scores[j * count + m] = dot * scale;
     }
   }
@@ -94,8 +119,8 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
 #pragma GCC unroll 8
       for (size_t j = 0; j < heads; ++j) a0[j] = hn::LoadU(d, out + j * dv + i), a1[j] = hn::LoadU(d, out + j * dv + i + lanes);
       for (size_t k = k0; k < k1; ++k) {
-        const float* v = value_rows[k] + value_offset + i;
-        const V v0 = hn::LoadU(d, v), v1 = hn::LoadU(d, v + lanes);
+        const T* v = value_rows[k] + value_offset + i;
+        const V v0 = LoadF32(d, v), v1 = LoadF32(d, v + lanes);
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
           const V weight = hn::Set(d, scores[j * count + k]);
@@ -109,7 +134,7 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
       for (size_t j = 0; j < heads; ++j) {
         V acc = hn::LoadU(d, out + j * dv + i);
         for (size_t k = k0; k < k1; ++k) {
-          acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), hn::LoadU(d, value_rows[k] + value_offset + i), acc);
+          acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), LoadF32(d, value_rows[k] + value_offset + i), acc);
         }
         hn::StoreU(acc, d, out + j * dv + i);
       }
@@ -117,7 +142,7 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
     for (; i < dv; ++i) {
       for (size_t j = 0; j < heads; ++j) {
         float acc = out[j * dv + i];
-        for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * value_rows[k][value_offset + i];
+        for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * ScalarF32(value_rows[k][value_offset + i]);
         out[j * dv + i] = acc;
       }
     }
@@ -129,8 +154,9 @@ void AttendHeads(const float* queries, const float* const* key_rows, size_t key_
   }
 }
 
-void AttendImpl(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
-                const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
+template <typename T>
+void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, size_t key_offset,
+                const T* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
                 float* scores, float* out, SoftmaxStats* stats) {
   for (size_t first = 0; first < heads; first += kMaxHeads) {
     const float* q = queries + first * dqk;
@@ -146,6 +172,18 @@ void AttendImpl(const float* queries, size_t heads, const float* const* key_rows
   }
 }
 
+void AttendF32(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
+               const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
+               float* scores, float* out, SoftmaxStats* stats) {
+  AttendImpl(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, out, stats);
+}
+
+void AttendF16(const float* queries, size_t heads, const hwy::float16_t* const* key_rows, size_t key_offset,
+               const hwy::float16_t* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv,
+               float scale, float* scores, float* out, SoftmaxStats* stats) {
+  AttendImpl(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, out, stats);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace hymba
 HWY_AFTER_NAMESPACE();
@@ -153,13 +191,21 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace hymba {
 
-HWY_EXPORT(AttendImpl);
+HWY_EXPORT(AttendF32);
+HWY_EXPORT(AttendF16);
 
 void Attend(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
             const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
             float* scores, float* out, SoftmaxStats* stats) {
-  HWY_DYNAMIC_DISPATCH(AttendImpl)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
-                                   scale, scores, out, stats);
+  HWY_DYNAMIC_DISPATCH(AttendF32)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
+                                  scale, scores, out, stats);
+}
+
+void Attend(const float* queries, size_t heads, const hwy::float16_t* const* key_rows, size_t key_offset,
+            const hwy::float16_t* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv,
+            float scale, float* scores, float* out, SoftmaxStats* stats) {
+  HWY_DYNAMIC_DISPATCH(AttendF16)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
+                                  scale, scores, out, stats);
 }
 
 void MergeAttention(const float* parts, size_t part_stride, const SoftmaxStats* stats, size_t stats_stride,

@@ -10,11 +10,13 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/quantize.h"
 #include "kernels/scan.h"
 
 namespace hymba {
 
-KvCache::KvCache(const Config& config, int owner)
+template <typename T>
+KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
     : kv_heads_(static_cast<size_t>(config.num_key_value_heads)),
       key_dim_(static_cast<size_t>(config.head_dim_qk)),
       value_dim_(static_cast<size_t>(config.head_dim_v)),
@@ -22,18 +24,28 @@ KvCache::KvCache(const Config& config, int owner)
       ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0),
       block_slots_(ring_ > 0 ? static_cast<size_t>(meta_ + ring_) : kHistoryBlock) {}
 
-size_t KvCache::Slot(int64_t position) const {
+template <typename T>
+size_t KvCacheOf<T>::Slot(int64_t position) const {
   if (ring_ == 0 || position < meta_) return static_cast<size_t>(position);
   return static_cast<size_t>(meta_ + (position - meta_) % ring_);
 }
 
-void KvCache::Append(const float* key, const float* value) {
-  scratch_keys_.insert(scratch_keys_.end(), key, key + kv_heads_ * key_dim_);
-  scratch_values_.insert(scratch_values_.end(), value, value + kv_heads_ * value_dim_);
+template <typename T>
+void KvCacheOf<T>::Append(const float* key, const float* value) {
+  auto store = [](std::vector<T>& scratch, const float* values, size_t count) {
+    if constexpr (std::is_same_v<T, float>) {
+      scratch.insert(scratch.end(), values, values + count);
+    } else {
+      for (size_t i = 0; i < count; ++i) scratch.push_back(std::bit_cast<T>(F32ToF16(values[i])));
+    }
+  };
+  store(scratch_keys_, key, kv_heads_ * key_dim_);
+  store(scratch_values_, value, kv_heads_ * value_dim_);
   ++positions_;
 }
 
-const float* KvCache::Key(int64_t position, size_t kv_head) const {
+template <typename T>
+const T* KvCacheOf<T>::Key(int64_t position, size_t kv_head) const {
   if (position >= committed_) {
     return &scratch_keys_[(static_cast<size_t>(position - committed_) * kv_heads_ + kv_head) * key_dim_];
   }
@@ -41,7 +53,8 @@ const float* KvCache::Key(int64_t position, size_t kv_head) const {
   return &key_blocks_[slot / block_slots_][(kv_head * block_slots_ + slot % block_slots_) * key_dim_];
 }
 
-const float* KvCache::Value(int64_t position, size_t kv_head) const {
+template <typename T>
+const T* KvCacheOf<T>::Value(int64_t position, size_t kv_head) const {
   if (position >= committed_) {
     return &scratch_values_[(static_cast<size_t>(position - committed_) * kv_heads_ + kv_head) * value_dim_];
   }
@@ -49,7 +62,8 @@ const float* KvCache::Value(int64_t position, size_t kv_head) const {
   return &value_blocks_[slot / block_slots_][(kv_head * block_slots_ + slot % block_slots_) * value_dim_];
 }
 
-void KvCache::Commit() {
+template <typename T>
+void KvCacheOf<T>::Commit() {
   for (int64_t position = committed_; position < positions_; ++position) {
     const bool evicted = ring_ > 0 && position >= meta_ && position < positions_ - ring_;
     if (evicted) continue;
@@ -67,18 +81,31 @@ void KvCache::Commit() {
     }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.
-  std::vector<float>().swap(scratch_keys_);
-  std::vector<float>().swap(scratch_values_);
+  std::vector<T>().swap(scratch_keys_);
+  std::vector<T>().swap(scratch_values_);
   committed_ = positions_;
 }
 
-size_t KvCache::bytes() const { return slots_used_ * kv_heads_ * (key_dim_ + value_dim_) * sizeof(float); }
+template <typename T>
+size_t KvCacheOf<T>::bytes() const {
+  return slots_used_ * kv_heads_ * (key_dim_ + value_dim_) * sizeof(T);
+}
 
-SequenceState::SequenceState(const Config& config) : layers(static_cast<size_t>(config.num_hidden_layers)) {
+template class KvCacheOf<float>;
+template class KvCacheOf<hwy::float16_t>;
+
+SequenceState::SequenceState(const Config& config, CacheType cache_type)
+    : layers(static_cast<size_t>(config.num_hidden_layers)) {
   const auto d_inner = static_cast<size_t>(config.d_inner);
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     Layer& state = layers[static_cast<size_t>(layer)];
-    if (config.IsOwner(layer)) state.kv.emplace_back(config, layer);
+    if (config.IsOwner(layer)) {
+      if (cache_type == CacheType::kF16) {
+        state.kv.emplace_back(std::in_place_type<KvCacheOf<hwy::float16_t>>, config, layer);
+      } else {
+        state.kv.emplace_back(std::in_place_type<KvCacheOf<float>>, config, layer);
+      }
+    }
     state.conv.assign(static_cast<size_t>(config.mamba_d_conv - 1) * d_inner, 0.0f);
     state.ssm.assign(d_inner * static_cast<size_t>(config.mamba_d_state), 0.0f);
   }
@@ -87,7 +114,7 @@ SequenceState::SequenceState(const Config& config) : layers(static_cast<size_t>(
 size_t SequenceState::bytes() const {
   size_t total = 0;
   for (const Layer& layer : layers) {
-    for (const KvCache& cache : layer.kv) total += cache.bytes();
+    for (const KvCache& cache : layer.kv) total += std::visit([](const auto& kv) { return kv.bytes(); }, cache);
     total += (layer.conv.size() + layer.ssm.size()) * sizeof(float);
   }
   return total;
@@ -210,7 +237,7 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
         if (!w.k_norm.empty()) RmsNorm(key, w.k_norm, dqk, eps, key);
         if (c.rope) ApplyRope(key, inv_freq, start + static_cast<int64_t>(t));
       }
-      cache.Append(head.data(), v + t * stride);
+      std::visit([&](auto& kv) { kv.Append(head.data(), v + t * stride); }, cache);
     }
   }
 
@@ -277,7 +304,6 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   float* waiting_parts = Take(scratch.attention_parts, waiting_ranges * part_floats);
   std::vector<SoftmaxStats> waiting_stats(waiting_ranges * group);
 
-  const KvCache& source = state.layers[role.kv_source].kv.front();
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
   auto merge = [&](const float* parts, const SoftmaxStats* stats, int64_t ranges, size_t t, size_t g) {
     for (size_t j = 0; j < group; ++j) {
@@ -285,39 +311,43 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
                      out + t * heads * dv + (g * group + j) * dv);
     }
   };
-  pool.ParallelFor(
-      items.size(),
-      [&](size_t item_begin, size_t item_end) {
-        // Per-thread buffers kept across calls: the scores of a long context
-        // would otherwise be zero-filled for every layer and token.
-        thread_local std::vector<float> score_buffer, part_buffer;
-        thread_local std::vector<SoftmaxStats> stats_buffer;
-        thread_local std::vector<const float*> key_rows, value_rows;
-        float* scores = Take(score_buffer, group * static_cast<size_t>(kKeyRange));
-        for (size_t index = item_begin; index < item_end; ++index) {
-          const Item& item = items[index];
-          const Visible keys = visible(item.t);
-          const float* query = &queries[(item.t * heads + item.g * group) * dqk];
-          const auto ranges = static_cast<size_t>(item.last_range - item.first_range);
-          float* parts = item.waiting == kWhole ? Take(part_buffer, ranges * part_floats)
-                                                : &waiting_parts[item.waiting * part_floats];
-          SoftmaxStats* stats = item.waiting == kWhole ? Take(stats_buffer, ranges * group)
-                                                       : &waiting_stats[item.waiting * group];
-          for (int64_t r = item.first_range; r < item.last_range; ++r) {
-            key_rows.clear();
-            value_rows.clear();
-            for (int64_t m = r * kKeyRange; m < std::min(keys.count, (r + 1) * kKeyRange); ++m) {
-              key_rows.push_back(source.Key(keys.Position(m), item.g));
-              value_rows.push_back(source.Value(keys.Position(m), item.g));
+  auto attend_items = [&](const auto& source) {
+    using Element = typename std::remove_cvref_t<decltype(source)>::Element;
+    pool.ParallelFor(
+        items.size(),
+        [&](size_t item_begin, size_t item_end) {
+          // Per-thread buffers kept across calls: the scores of a long context
+          // would otherwise be zero-filled for every layer and token.
+          thread_local std::vector<float> score_buffer, part_buffer;
+          thread_local std::vector<SoftmaxStats> stats_buffer;
+          thread_local std::vector<const Element*> key_rows, value_rows;
+          float* scores = Take(score_buffer, group * static_cast<size_t>(kKeyRange));
+          for (size_t index = item_begin; index < item_end; ++index) {
+            const Item& item = items[index];
+            const Visible keys = visible(item.t);
+            const float* query = &queries[(item.t * heads + item.g * group) * dqk];
+            const auto ranges = static_cast<size_t>(item.last_range - item.first_range);
+            float* parts = item.waiting == kWhole ? Take(part_buffer, ranges * part_floats)
+                                                  : &waiting_parts[item.waiting * part_floats];
+            SoftmaxStats* stats = item.waiting == kWhole ? Take(stats_buffer, ranges * group)
+                                                         : &waiting_stats[item.waiting * group];
+            for (int64_t r = item.first_range; r < item.last_range; ++r) {
+              key_rows.clear();
+              value_rows.clear();
+              for (int64_t m = r * kKeyRange; m < std::min(keys.count, (r + 1) * kKeyRange); ++m) {
+                key_rows.push_back(source.Key(keys.Position(m), item.g));
+                value_rows.push_back(source.Value(keys.Position(m), item.g));
+              }
+              const auto part = static_cast<size_t>(r - item.first_range);
+              Attend(query, group, key_rows.data(), 0, value_rows.data(), 0, key_rows.size(), dqk, dv, scale, scores,
+                     &parts[part * part_floats], &stats[part * group]);
             }
-            const auto part = static_cast<size_t>(r - item.first_range);
-            Attend(query, group, key_rows.data(), 0, value_rows.data(), 0, key_rows.size(), dqk, dv, scale, scores,
-                   &parts[part * part_floats], &stats[part * group]);
+            if (item.waiting == kWhole) merge(parts, stats, item.last_range, item.t, item.g);
           }
-          if (item.waiting == kWhole) merge(parts, stats, item.last_range, item.t, item.g);
-        }
-      },
-      1);
+        },
+        1);
+  };
+  std::visit(attend_items, state.layers[role.kv_source].kv.front());
   for (size_t i = 0; i < items.size();) {  // the decode step's ranges, a (token, K/V head) at a time
     if (items[i].waiting == kWhole) {
       ++i;
@@ -431,7 +461,7 @@ void Forward(const ForwardContext& context, std::span<const Segment> segments, s
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) Layer(context, layer, segments, scratch, x);
   for (const Segment& s : segments) {
     for (SequenceState::Layer& layer : s.state->layers) {
-      for (KvCache& cache : layer.kv) cache.Commit();
+      for (KvCache& cache : layer.kv) std::visit([](auto& kv) { kv.Commit(); }, cache);
     }
     s.state->positions += static_cast<int64_t>(s.rows);
   }

@@ -3,10 +3,14 @@
 
 #include <cstdint>
 #include <span>
+#include <variant>
 #include <vector>
+
+#include <hwy/base.h>
 
 #include "core/thread_pool.h"
 #include "hymba/config.h"
+#include "hymba/model.h"
 #include "model/weights.h"
 
 namespace hymba {
@@ -17,13 +21,16 @@ namespace hymba {
 // newest sliding_window + 1 entries (E3). Entries appended during a chunk live
 // in a scratch area until Commit(), so that every query of the chunk, in this
 // layer and in the consumers that read it, still sees its whole window.
-class KvCache {
+// Entries are stored as T: float, or hwy::float16_t for cache type f16.
+template <typename T>
+class KvCacheOf {
  public:
-  KvCache(const Config& config, int owner);
+  using Element = T;
+  KvCacheOf(const Config& config, int owner);
 
   void Append(const float* key, const float* value);  // the next position, every K/V head
-  const float* Key(int64_t position, size_t kv_head) const;
-  const float* Value(int64_t position, size_t kv_head) const;
+  const T* Key(int64_t position, size_t kv_head) const;
+  const T* Value(int64_t position, size_t kv_head) const;
   void Commit();  // the chunk is done: move scratch entries into the ring
 
   int64_t positions() const { return positions_; }
@@ -43,10 +50,11 @@ class KvCache {
   // reads one head's keys (and values) as one stream, not a slice of every row.
   static constexpr size_t kHistoryBlock = 256;
   size_t block_slots_;
-  std::vector<std::vector<float>> key_blocks_, value_blocks_;  // [block][kv head][slot in block][dim]
+  std::vector<std::vector<T>> key_blocks_, value_blocks_;  // [block][kv head][slot in block][dim]
   size_t slots_used_ = 0;
-  std::vector<float> scratch_keys_, scratch_values_;  // [positions_ - committed_][kv head][dim]
+  std::vector<T> scratch_keys_, scratch_values_;  // [positions_ - committed_][kv head][dim]
 };
+using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>>;
 
 // Everything one sequence carries from one chunk of positions to the next.
 struct SequenceState {
@@ -58,7 +66,7 @@ struct SequenceState {
   int64_t positions = 0;  // positions processed so far, meta tokens included
   std::vector<Layer> layers;
 
-  explicit SequenceState(const Config& config);
+  SequenceState(const Config& config, CacheType cache_type);
   size_t bytes() const;
 };
 

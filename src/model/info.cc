@@ -46,7 +46,7 @@ int64_t CacheLayout::BytesAt(const Config& c, int64_t text_tokens, bool count_me
   return bytes;
 }
 
-ModelReport DescribeModel(const Config& c, bool separate_lm_head) {
+ModelReport DescribeModel(const Config& c, bool separate_lm_head, CacheType cache) {
   ModelReport report;
   const int64_t layers = c.num_hidden_layers;
   const int64_t d = c.hidden_size, d_inner = c.d_inner, rank = c.mamba_dt_rank, state = c.mamba_d_state;
@@ -87,7 +87,9 @@ ModelReport DescribeModel(const Config& c, bool separate_lm_head) {
   // The official cache keeps the window's newest W keys at decode; this engine
   // keeps W + 1 so that every query sees the training-time mask (E3).
   report.official = MakeLayout(c, "official HF (bf16)", 2, 2, c.mamba_d_conv, window);
-  report.engine = MakeLayout(c, "hymba.cpp (f32)", 4, 4, c.mamba_d_conv - 1, window + 1);
+  const bool f16_cache = cache == CacheType::kF16;
+  report.engine = MakeLayout(c, f16_cache ? "hymba.cpp (f16 K/V)" : "hymba.cpp (f32)", f16_cache ? 2 : 4, 4,
+                             c.mamba_d_conv - 1, window + 1);
   report.llama32_3b_bytes_per_token = 28 * 2 * 8 * 128 * 2;
   return report;
 }

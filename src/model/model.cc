@@ -22,7 +22,7 @@ struct Model::Impl {
   Checkpoint checkpoint;
   Weights weights;
   WeightStorage storage;
-  ComputeType compute = ComputeType::kF32;
+  Numerics numerics;
   std::vector<float> inv_freq;
   std::unique_ptr<ThreadPool> pool;
   // State after the meta tokens, computed on first use (E4).
@@ -66,7 +66,7 @@ struct Model::Impl {
 
   const SequenceState& Prefix() const {
     std::call_once(prefix_once, [&] {
-      SequenceState state(config);
+      SequenceState state(config, numerics.cache);
       if (config.num_memory_tokens > 0) {
         std::vector<float> x;
         EmbedMeta(x);
@@ -100,8 +100,9 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 std::string_view ComputeTypeName(ComputeType type) { return type == ComputeType::kBF16 ? "bf16" : "f32"; }
+std::string_view CacheTypeName(CacheType type) { return type == CacheType::kF16 ? "f16" : "f32"; }
 
-Model Model::Load(const std::filesystem::path& path, size_t threads, ComputeType compute) {
+Model Model::Load(const std::filesystem::path& path, size_t threads, Numerics numerics) {
   if (!std::filesystem::exists(path)) throw Error("model " + path.string() + " does not exist");
   auto impl = std::make_unique<Impl>();
   if (std::filesystem::is_directory(path)) {
@@ -121,8 +122,8 @@ Model Model::Load(const std::filesystem::path& path, size_t threads, ComputeType
     impl->checkpoint = Checkpoint::FromGguf(std::move(file));
   }
   impl->weights = BindWeights(impl->config, impl->checkpoint);
-  impl->compute = compute;
-  if (compute == ComputeType::kBF16) {
+  impl->numerics = numerics;
+  if (numerics.compute == ComputeType::kBF16) {
     auto use_bf16_products = [](MatView& matrix) { matrix.bf16_products = matrix.type == DType::kBF16; };
     use_bf16_products(impl->weights.lm_head);
     for (LayerWeights& layer : impl->weights.layers) {
@@ -151,11 +152,18 @@ Model Model::Load(const std::filesystem::path& path, size_t threads, ComputeType
 const Config& Model::config() const { return impl_->config; }
 size_t Model::threads() const { return impl_->pool->size(); }
 const WeightStorage& Model::storage() const { return impl_->storage; }
-ComputeType Model::compute_type() const { return impl_->compute; }
+const Numerics& Model::numerics() const { return impl_->numerics; }
 std::string Model::type_label() const {
-  const std::string type = impl_->storage.main_dtype();
-  if (impl_->compute == ComputeType::kF32) return type;
-  return type + " (" + std::string(ComputeTypeName(impl_->compute)) + " compute)";
+  std::vector<std::string> choices;
+  if (impl_->numerics.compute != ComputeType::kF32) {
+    choices.push_back(std::string(ComputeTypeName(impl_->numerics.compute)) + " compute");
+  }
+  if (impl_->numerics.cache != CacheType::kF32) {
+    choices.push_back(std::string(CacheTypeName(impl_->numerics.cache)) + " cache");
+  }
+  std::string label = impl_->storage.main_dtype();
+  for (size_t i = 0; i < choices.size(); ++i) label += (i == 0 ? " (" : ", ") + choices[i];
+  return choices.empty() ? label : label + ")";
 }
 
 Sequence Model::NewSequence() const { return Sequence(std::make_unique<SequenceState>(impl_->Prefix())); }
@@ -197,7 +205,7 @@ std::vector<float> Model::Logits(std::span<const int32_t> tokens, LogitsMode mod
     std::vector<float> x;  // [meta + tokens, hidden]
     impl_->EmbedMeta(x);
     impl_->Embed(tokens, x);
-    SequenceState state(c);
+    SequenceState state(c, impl_->numerics.cache);
     const auto meta = static_cast<size_t>(c.num_memory_tokens);
     const Segment segment{&state, 0, meta + tokens.size()};
     Forward(impl_->Context(), {&segment, 1}, x);

@@ -7,6 +7,8 @@
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
+#include "kernels/quantize.h"
 #include "simd_targets.h"
 
 namespace hymba {
@@ -103,6 +105,53 @@ TEST(Attend, RangesMergeIntoTheWholeList) {
       }
     }
   }
+}
+
+// Keys and values stored as f16 (cache type f16) give the double loop over
+// the values the f16 bits hold, on every target, tails included.
+TEST(Attend, F16RowsMatchDoubleLoopOnEveryTarget) {
+  test::ForEachSimdTarget([&](int64_t) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (size_t heads : {1, 5}) {
+      for (size_t dqk : {20, 64}) {
+        for (size_t dv : {7, 128}) {
+          for (size_t count : {1, 33}) {
+            std::vector<hwy::float16_t> keys(count * dqk), values(count * dv);
+            auto fill = [&](std::vector<hwy::float16_t>& rows) {
+              for (hwy::float16_t& v : rows) v = std::bit_cast<hwy::float16_t>(F32ToF16(normal(rng)));
+            };
+            fill(keys);
+            fill(values);
+            auto decoded = [](hwy::float16_t v) { return static_cast<double>(F16ToF32(std::bit_cast<uint16_t>(v))); };
+            std::vector<const hwy::float16_t*> key_rows, value_rows;
+            for (size_t m = 0; m < count; ++m) key_rows.push_back(&keys[m * dqk]), value_rows.push_back(&values[m * dv]);
+            std::vector<float> queries(heads * dqk);
+            for (float& v : queries) v = 2.0f * normal(rng);
+            std::vector<float> scores(heads * count), out(heads * dv);
+            Attend(queries.data(), heads, key_rows.data(), 0, value_rows.data(), 0, count, dqk, dv, 0.125f,
+                   scores.data(), out.data());
+            for (size_t j = 0; j < heads; ++j) {
+              std::vector<double> weights(count);
+              double max_score = -INFINITY, sum = 0;
+              for (size_t m = 0; m < count; ++m) {
+                double dot = 0;
+                for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * decoded(keys[m * dqk + i]);
+                max_score = std::max(max_score, weights[m] = dot * 0.125);
+              }
+              for (double& w : weights) sum += (w = std::exp(w - max_score));
+              for (size_t i = 0; i < dv; ++i) {
+                double expected = 0;
+                for (size_t m = 0; m < count; ++m) expected += weights[m] / sum * decoded(values[m * dv + i]);
+                ASSERT_NEAR(out[j * dv + i], expected, 1e-5 * (1 + std::fabs(expected)))
+                    << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
 }
 
 TEST(Attend, HugeScoresStayFinite) {

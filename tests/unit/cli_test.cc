@@ -125,6 +125,7 @@ TEST(Cli, UsageErrors) {
   ExpectFailure({"frobnicate"}, {});
   ExpectFailure({"info", "-m", kRealConfig, "--bogus"}, {"--bogus"});
   ExpectFailure({"generate", "-m", kFixture, "-p", "x", "--compute-type", "bf17"}, {"--compute-type", "bf17"});
+  ExpectFailure({"generate", "-m", kFixture, "-p", "x", "--cache-type", "q8_0"}, {"--cache-type", "q8_0"});
 }
 
 // --compute-type bf16 reaches the model: bf16 weights give other logits.
@@ -137,6 +138,22 @@ TEST(Cli, ComputeTypeBf16) {
   ASSERT_EQ(exact.exit_code, 0) << exact.err;
   ASSERT_EQ(bf16.exit_code, 0) << bf16.err;
   EXPECT_NE(exact.out, bf16.out);
+}
+
+// --cache-type f16 reaches the model: keys and values rounded to f16 give
+// other logits; `info` accounts for them.
+TEST(Cli, CacheTypeF16) {
+  const std::vector<std::string> args = {"logits", "-m", kFixture, "--tokens", "5,9,13", "--top", "3"};
+  const test::CommandResult exact = RunCli(args);
+  std::vector<std::string> f16_args = args;
+  f16_args.insert(f16_args.end(), {"--cache-type", "f16"});
+  const test::CommandResult f16 = RunCli(f16_args);
+  ASSERT_EQ(exact.exit_code, 0) << exact.err;
+  ASSERT_EQ(f16.exit_code, 0) << f16.err;
+  EXPECT_NE(exact.out, f16.out);
+  const test::CommandResult info = RunCli({"info", "-m", kFixture, "--cache-type", "f16"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("hymba.cpp (f16 K/V)"), std::string::npos) << info.out;
 }
 
 }  // namespace

@@ -154,8 +154,8 @@ TEST(Gguf, Bf16ComputeStaysCloseToF32) {
   const std::filesystem::path f32 = Convert(dir, kShipped, "f32");
   const Model base = Model::Load(f32, 1);
   const std::vector<float> reference = base.Logits(ids);
-  const Model bf16 = Model::Load(kShipped, 1, ComputeType::kBF16);  // the shipped weights are bf16
-  EXPECT_EQ(bf16.compute_type(), ComputeType::kBF16);
+  const Model bf16 = Model::Load(kShipped, 1, {.compute = ComputeType::kBF16});  // the shipped weights are bf16
+  EXPECT_EQ(bf16.numerics().compute, ComputeType::kBF16);
   EXPECT_EQ(bf16.type_label(), "BF16 (bf16 compute)");
   EXPECT_EQ(base.type_label(), "F32");
   double top1 = 0;
@@ -163,7 +163,7 @@ TEST(Gguf, Bf16ComputeStaysCloseToF32) {
   EXPECT_GT(kl, 0.0);
   EXPECT_LT(kl, 1e-3);
   EXPECT_GT(top1, 0.9);
-  EXPECT_EQ(Model::Load(f32, 1, ComputeType::kBF16).Logits(ids), reference) << "f32 weights must not change";
+  EXPECT_EQ(Model::Load(f32, 1, {.compute = ComputeType::kBF16}).Logits(ids), reference) << "f32 weights must not change";
 }
 
 // A model's q8_0/q4_0 matrices are rewritten in memory for the int8 kernels;

@@ -64,6 +64,17 @@ TEST(Info, EngineLayoutKeepsWindowPlusOneKeysInF32) {
   EXPECT_EQ(engine.conv_state_bytes, 32 * 3'200 * 3 * 4);
 }
 
+TEST(Info, F16CacheHalvesOnlyTheKeysAndValues) {
+  const Config& c = RealConfig();
+  const CacheLayout& f32 = DescribeModel(c, false).engine;
+  const CacheLayout& f16 = DescribeModel(c, false, CacheType::kF16).engine;
+  EXPECT_EQ(f16.kv_bytes_per_token_per_owner, 1'920);
+  EXPECT_EQ(f16.window_cap_bytes, f32.window_cap_bytes / 2);
+  EXPECT_EQ(f16.meta_kv_bytes, f32.meta_kv_bytes / 2);
+  EXPECT_EQ(f16.ssm_state_bytes, f32.ssm_state_bytes);
+  EXPECT_EQ(f16.conv_state_bytes, f32.conv_state_bytes);
+}
+
 TEST(Info, GlobalReaderMakesItsProducerGrow) {
   Config c = RealConfig();
   c.layers[2].global_attention = true;  // layer 2 reads layer 1

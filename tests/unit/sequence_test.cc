@@ -28,17 +28,40 @@ class SequenceTest : public ::testing::TestWithParam<std::string> {};
 // meta K/V, windows of sliding_window + 1 keys, full history where a global
 // layer reads, conv and SSM state.
 TEST_P(SequenceTest, BytesMatchTheEngineCacheLayout) {
-  const Model model = Model::Load(test::FixtureDir(GetParam()));
-  const CacheLayout layout = DescribeModel(model.config(), model.storage().separate_lm_head).engine;
-  Sequence sequence = model.NewSequence();
-  EXPECT_EQ(sequence.positions(), model.config().num_memory_tokens);
-  EXPECT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), 0, true));
-  const std::vector<int32_t> tokens = FixtureTokens(GetParam());
-  for (size_t n = 0; n < tokens.size(); ++n) {
-    model.Append(sequence, std::span(tokens).subspan(n, 1));
-    ASSERT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), static_cast<int64_t>(n + 1), true))
-        << "after " << n + 1 << " tokens";
+  for (CacheType cache : {CacheType::kF32, CacheType::kF16}) {
+    const Model model = Model::Load(test::FixtureDir(GetParam()), 0, {.cache = cache});
+    const CacheLayout layout = DescribeModel(model.config(), model.storage().separate_lm_head, cache).engine;
+    Sequence sequence = model.NewSequence();
+    EXPECT_EQ(sequence.positions(), model.config().num_memory_tokens);
+    EXPECT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), 0, true));
+    const std::vector<int32_t> tokens = FixtureTokens(GetParam());
+    for (size_t n = 0; n < tokens.size(); ++n) {
+      model.Append(sequence, std::span(tokens).subspan(n, 1));
+      ASSERT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), static_cast<int64_t>(n + 1), true))
+          << "after " << n + 1 << " tokens, cache type " << CacheTypeName(cache);
+    }
   }
+}
+
+// Cache type f16 rounds each key and value once, where it is stored: every
+// way of feeding the tokens (E5) reads the same f16 entries and gives the same
+// bits, and the logits stay close to the f32 cache's.
+TEST_P(SequenceTest, F16CacheFeedsAlikeAndStaysCloseToF32) {
+  const Model exact = Model::Load(test::FixtureDir(GetParam()));
+  const Model f16 = Model::Load(test::FixtureDir(GetParam()), 0, {.cache = CacheType::kF16});
+  EXPECT_EQ(f16.type_label(), exact.type_label() + " (f16 cache)");
+  const std::vector<int32_t> tokens = FixtureTokens(GetParam());
+  const std::vector<float> full = f16.Logits(tokens, LogitsMode::kFull);
+  EXPECT_EQ(f16.Logits(tokens, LogitsMode::kIncremental), full);
+  EXPECT_EQ(f16.Logits(tokens, LogitsMode::kChunked, 5), full);
+  const std::vector<float> reference = exact.Logits(tokens);
+  EXPECT_NE(full, reference);
+  float max_logit = 0, max_difference = 0;
+  for (size_t i = 0; i < full.size(); ++i) {
+    max_logit = std::max(max_logit, std::fabs(reference[i]));
+    max_difference = std::max(max_difference, std::fabs(full[i] - reference[i]));
+  }
+  EXPECT_LT(max_difference, 1e-2f * (1 + max_logit));  // f16 keeps 11 significant bits
 }
 
 // N sequences advanced together give the same logits, bit for bit, and so the

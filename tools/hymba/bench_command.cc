@@ -82,7 +82,7 @@ void AddBenchCommand(CLI::App& app, BenchFlags& flags) {
   bench->add_option("-t,--threads", flags.options.threads, "Thread counts, comma-separated; 0 = one per core")
       ->delimiter(',')
       ->capture_default_str();
-  AddComputeTypeOption(bench, flags.options.compute);
+  AddNumericsOptions(bench, flags.options.numerics);
   bench->add_option("-r,--repetitions", flags.options.repetitions, "Timed repetitions of each test")
       ->capture_default_str();
   bench->add_option("-o,--output", flags.format, "Output format")

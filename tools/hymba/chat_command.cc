@@ -79,7 +79,7 @@ void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::pa
 }
 
 void RunChat(const ChatFlags& flags) {
-  const Model model = LoadModel(flags.model_dir, flags.threads, flags.compute);
+  const Model model = LoadModel(flags.model_dir, flags.threads, flags.numerics);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
   const ChatTemplate chat = LoadTemplate(flags.model_dir, tokenizer);
   GenerationOptions options;

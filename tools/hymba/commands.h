@@ -15,7 +15,7 @@
 
 namespace hymba::cli {
 
-void RunInfo(const std::filesystem::path& model_dir, bool json);
+void RunInfo(const std::filesystem::path& model_dir, bool json, CacheType cache);
 
 struct SamplingFlags {
   SamplingParams params;
@@ -24,8 +24,9 @@ struct SamplingFlags {
   SamplingParams Resolve() const;
 };
 void AddSamplingOptions(CLI::App* command, SamplingFlags& flags);
-// --compute-type f32|bf16 (see hymba::ComputeType).
-void AddComputeTypeOption(CLI::App* command, ComputeType& compute);
+// --compute-type f32|bf16 and --cache-type f32|f16 (see hymba::Numerics).
+void AddNumericsOptions(CLI::App* command, Numerics& numerics);
+void AddCacheTypeOption(CLI::App* command, CacheType& cache);
 
 struct GenerateFlags {
   std::string model_dir;
@@ -34,7 +35,7 @@ struct GenerateFlags {
   std::vector<std::string> stop;
   bool json = false;
   int threads = 0;
-  ComputeType compute = ComputeType::kF32;
+  Numerics numerics{};
   SamplingFlags sampling;
 };
 void RunGenerate(const GenerateFlags& flags);
@@ -45,7 +46,7 @@ struct ChatFlags {
   int max_tokens = -1;
   std::vector<std::string> stop;
   int threads = 0;
-  ComputeType compute = ComputeType::kF32;
+  Numerics numerics{};
   SamplingFlags sampling;
 };
 void RunChat(const ChatFlags& flags);
@@ -78,7 +79,7 @@ void RunPerplexity(const PerplexityFlags& flags);
 void RunBench(const BenchFlags& flags);
 
 // Loads a model with the -t thread count (0 = one per core).
-Model LoadModel(const std::string& model_dir, int threads, ComputeType compute);
+Model LoadModel(const std::string& model_dir, int threads, Numerics numerics);
 
 // llama.cpp-style timing lines on stderr.
 void PrintTimings(const GenerationResult& result);

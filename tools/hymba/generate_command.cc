@@ -74,21 +74,30 @@ void PrintTimings(const GenerationResult& result) {
                StopReasonName(result.stop_reason));
 }
 
-void AddComputeTypeOption(CLI::App* command, ComputeType& compute) {
-  const std::map<std::string, ComputeType> types = {{"f32", ComputeType::kF32}, {"bf16", ComputeType::kBF16}};
-  command->add_option("--compute-type", compute,
+void AddNumericsOptions(CLI::App* command, Numerics& numerics) {
+  const std::map<std::string, ComputeType> compute_types = {{"f32", ComputeType::kF32}, {"bf16", ComputeType::kBF16}};
+  command->add_option("--compute-type", numerics.compute,
                       "Products with bf16 weights: f32 (exact, the default) or bf16 (activations rounded to bf16, "
                       "faster prompts; see README)")
+      ->transform(CLI::CheckedTransformer(compute_types));
+  AddCacheTypeOption(command, numerics.cache);
+}
+
+void AddCacheTypeOption(CLI::App* command, CacheType& cache) {
+  const std::map<std::string, CacheType> types = {{"f32", CacheType::kF32}, {"f16", CacheType::kF16}};
+  command->add_option("--cache-type", cache,
+                      "Attention keys and values: f32 (exact, the default) or f16 (half the cache, faster long "
+                      "contexts; llama.cpp's -ctk f16 -ctv f16; see README)")
       ->transform(CLI::CheckedTransformer(types));
 }
 
-Model LoadModel(const std::string& model_dir, int threads, ComputeType compute) {
+Model LoadModel(const std::string& model_dir, int threads, Numerics numerics) {
   if (threads < 0) throw Error("-t: " + std::to_string(threads) + " threads");
-  return Model::Load(model_dir, static_cast<size_t>(threads), compute);
+  return Model::Load(model_dir, static_cast<size_t>(threads), numerics);
 }
 
 void RunGenerate(const GenerateFlags& flags) {
-  const Model model = LoadModel(flags.model_dir, flags.threads, flags.compute);
+  const Model model = LoadModel(flags.model_dir, flags.threads, flags.numerics);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
   GenerationOptions options;
   options.max_tokens = flags.max_tokens;

@@ -124,7 +124,8 @@ void PrintText(const std::filesystem::path& dir, const Config& c, const ModelRep
 
   std::printf("\nLlama-3.2-3B-shaped cache (28 layers, 8 KV heads of dim 128, bf16): %s bytes per token\n",
               Thousands(report.llama32_3b_bytes_per_token).c_str());
-  std::printf("\n| text tokens | HF bf16 (with meta K/V) | HF bf16 (without) | hymba.cpp f32 | Llama-3.2-3B | ratio (with / without meta) |\n");
+  std::printf("\n| text tokens | HF bf16 (with meta K/V) | HF bf16 (without) | %s | Llama-3.2-3B | ratio (with / without meta) |\n",
+              engine.name.c_str());
   std::printf("|---:|---:|---:|---:|---:|---:|\n");
   for (int64_t tokens : kContextPoints) {
     const int64_t with_meta = hf.BytesAt(c, tokens, true), without_meta = hf.BytesAt(c, tokens, false);
@@ -138,7 +139,7 @@ void PrintText(const std::filesystem::path& dir, const Config& c, const ModelRep
 
 }  // namespace
 
-void RunInfo(const std::filesystem::path& model_dir, bool as_json) {
+void RunInfo(const std::filesystem::path& model_dir, bool as_json, CacheType cache) {
   if (!std::filesystem::exists(model_dir)) throw Error("model " + model_dir.string() + " does not exist");
   const bool gguf = !std::filesystem::is_directory(model_dir);
   if (!gguf && !std::filesystem::exists(model_dir / "config.json")) throw Error(model_dir.string() + ": missing config.json");
@@ -150,7 +151,7 @@ void RunInfo(const std::filesystem::path& model_dir, bool as_json) {
   if (has_weights) model.emplace(Model::Load(model_dir));
   const Config config = model ? model->config() : LoadConfig(model_dir / "config.json");
   const bool separate_head = model ? model->storage().separate_lm_head : !config.tie_word_embeddings;
-  const ModelReport report = DescribeModel(config, separate_head);
+  const ModelReport report = DescribeModel(config, separate_head, cache);
   std::optional<WeightStorage> storage;
   if (model) storage = model->storage();
 

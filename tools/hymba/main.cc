@@ -80,12 +80,12 @@ void PrintTopNextTokens(const std::filesystem::path& model_dir, std::span<const 
 }
 
 void RunLogits(const std::filesystem::path& model_dir, const std::string& tokens_text, const std::filesystem::path& out,
-               int top, LogitsMode mode, int chunk, int threads, ComputeType compute) {
+               int top, LogitsMode mode, int chunk, int threads, Numerics numerics) {
   const std::vector<int32_t> tokens = ParseTokenList(tokens_text);
   if (out.empty() && top == 0) throw Error("logits: give -o OUT.npy, --top N, or both");
   if (top < 0) throw Error("--top: " + std::to_string(top) + " is negative");
   if (chunk < 1) throw Error("--chunk: " + std::to_string(chunk) + " must be at least 1");
-  const Model model = LoadModel(model_dir.string(), threads, compute);
+  const Model model = LoadModel(model_dir.string(), threads, numerics);
   WarnUnusedTensors(model);
   const auto start = std::chrono::steady_clock::now();
   const std::vector<float> logits = model.Logits(tokens, mode, static_cast<size_t>(chunk));
@@ -124,6 +124,8 @@ int Main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "Parameters, layer roles, weight and cache memory");
   add_model(info);
   info->add_flag("--json", json, "Print one JSON object");
+  CacheType info_cache = CacheType::kF32;
+  AddCacheTypeOption(info, info_cache);
 
   std::string tokens_text, out_path;
   CLI::App* logits = app.add_subcommand("logits", "Logits at every position of a token list, as .npy");
@@ -142,8 +144,8 @@ int Main(int argc, char** argv) {
   logits->add_option("--chunk", chunk, "Tokens per step in chunked mode");
   int logits_threads = 0;
   logits->add_option("-t,--threads", logits_threads, "Threads; 0 = one per core")->capture_default_str();
-  ComputeType logits_compute = ComputeType::kF32;
-  AddComputeTypeOption(logits, logits_compute);
+  Numerics logits_numerics;
+  AddNumericsOptions(logits, logits_numerics);
 
   std::string text;
   bool bos = false, no_special = false;
@@ -166,7 +168,7 @@ int Main(int argc, char** argv) {
   generate->add_option("--stop", generate_flags.stop, "Stop when this text appears (not printed); repeatable");
   generate->add_flag("--json", generate_flags.json, "Print one JSON object instead of streaming");
   generate->add_option("-t,--threads", generate_flags.threads, "Threads; 0 = one per core")->capture_default_str();
-  AddComputeTypeOption(generate, generate_flags.compute);
+  AddNumericsOptions(generate, generate_flags.numerics);
   AddSamplingOptions(generate, generate_flags.sampling);
 
   ChatFlags chat_flags;
@@ -176,7 +178,7 @@ int Main(int argc, char** argv) {
   chat->add_option("-n,--n-predict", chat_flags.max_tokens, "Tokens per reply at most; -1 = no limit")->capture_default_str();
   chat->add_option("--stop", chat_flags.stop, "Also stop a reply at this text; repeatable");
   chat->add_option("-t,--threads", chat_flags.threads, "Threads; 0 = one per core")->capture_default_str();
-  AddComputeTypeOption(chat, chat_flags.compute);
+  AddNumericsOptions(chat, chat_flags.numerics);
   AddSamplingOptions(chat, chat_flags.sampling);
 
   std::string messages_file;
@@ -201,8 +203,8 @@ int Main(int argc, char** argv) {
   }
 
   try {
-    if (info->parsed()) RunInfo(model_dir, json);
-    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path, top, mode, chunk, logits_threads, logits_compute);
+    if (info->parsed()) RunInfo(model_dir, json, info_cache);
+    if (logits->parsed()) RunLogits(model_dir, tokens_text, out_path, top, mode, chunk, logits_threads, logits_numerics);
     if (tokenize->parsed()) RunTokenize(model_dir, text, bos, no_special);
     if (detokenize->parsed()) RunDetokenize(model_dir, tokens_text);
     if (generate->parsed()) RunGenerate(generate_flags);

@@ -18,7 +18,7 @@ void AddPerplexityCommand(CLI::App& app, PerplexityFlags& flags) {
       ->capture_default_str();
   command->add_option("--kl-base", flags.base_model, "Base model (e.g. the f32 conversion) to compare against");
   command->add_option("-t,--threads", flags.options.threads, "Threads; 0 = one per core")->capture_default_str();
-  AddComputeTypeOption(command, flags.options.compute);
+  AddNumericsOptions(command, flags.options.numerics);
   command->add_flag("--json", flags.json, "Print one JSON object");
 }
 
