@@ -57,6 +57,16 @@ inline std::optional<DType> DTypeFromName(std::string_view name) {
 
 inline float BF16ToF32(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
 
+// Round to nearest even; a NaN stays a (quiet) NaN. Inline and branch-free:
+// compute type bf16 rounds every activation with it, in a loop the compiler
+// vectorises.
+inline uint16_t F32ToBF16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
+  return nan ? static_cast<uint16_t>((bits >> 16) | 0x40u)
+             : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
 inline float F16ToF32(uint16_t bits) {
   const uint32_t sign = uint32_t{bits & 0x8000u} << 16;
   const uint32_t exponent = (bits >> 10) & 0x1f;

@@ -31,16 +31,20 @@ constexpr size_t kInterleaveRows = 16;
 // Quant bytes of one row's block: 32 for q8_0, 16 for q4_0.
 constexpr size_t InterleavedQuantBytes(DType type) { return type == DType::kQ8_0 ? kQuantBlock : kQuantBlock / 2; }
 
-// Where row r lives: its group's start, the group's row count, its lane.
+// Where row r lives: its group's scales and quants, the group's row count
+// and the row's lane.
 struct InterleavedGroup {
-  const std::byte* base;
+  const std::byte* scales;  // [nb][lanes] f16
+  const std::byte* quants;  // [nb][chunks][lanes][4]
   size_t lanes;
   size_t lane;
 };
 
 inline InterleavedGroup FindGroup(DType type, const std::byte* matrix, size_t rows, size_t cols, size_t r) {
   const size_t first = r / kInterleaveRows * kInterleaveRows;
-  return {matrix + first * RowBytes(type, cols), std::min(kInterleaveRows, rows - first), r - first};
+  const size_t lanes = std::min(kInterleaveRows, rows - first);
+  const std::byte* scales = matrix + first * RowBytes(type, cols);
+  return {scales, scales + 2 * (cols / kQuantBlock) * lanes, lanes, r - first};
 }
 
 // The stored (unsigned) value of weight 0 and of weight e (0..31) of `lane`
@@ -59,8 +63,8 @@ inline void DecodeInterleavedRow(DType type, const std::byte* matrix, size_t row
   const InterleavedGroup group = FindGroup(type, matrix, rows, cols, r);
   const size_t m = group.lanes, blocks = cols / kQuantBlock;
   for (size_t b = 0; b < blocks; ++b) {
-    const float scale = F16ToF32(LoadU16(group.base + 2 * (b * m + group.lane)));
-    const std::byte* quants = group.base + 2 * blocks * m + b * m * InterleavedQuantBytes(type);
+    const float scale = F16ToF32(LoadU16(group.scales + 2 * (b * m + group.lane)));
+    const std::byte* quants = group.quants + b * m * InterleavedQuantBytes(type);
     for (size_t e = 0; e < kQuantBlock; ++e) {
       out[b * kQuantBlock + e] =
           scale * static_cast<float>(StoredQuant(type, quants, m, group.lane, e) - InterleavedZeroPoint(type));

@@ -6,7 +6,6 @@
 #include "kernels/row_tiles.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 #include <type_traits>
 
@@ -43,8 +42,7 @@ struct FloatRow {
 
 // out[r * kTileTokens + t] = row r . token t for r < kTileRows, t < kTokens.
 template <typename T, size_t kTokens>
-HWY_INLINE void Tile(const std::byte* const* rows, size_t row_bytes, const float* const* tokens, size_t cols,
-                     float* out) {
+HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, size_t cols, float* out) {
   using Format = FloatRow<T>;
   const hn::ScalableTag<float> df;
   constexpr size_t kLanes = hn::MaxLanes(decltype(df)());
@@ -57,7 +55,7 @@ HWY_INLINE void Tile(const std::byte* const* rows, size_t row_bytes, const float
   // At decode the weights come from DRAM in four short row streams, which the
   // hardware prefetcher does not follow: each row fetches the same place of
   // its row in the next tile (contiguous rows, one tile ahead).
-  const size_t prefetch_ahead = kTileRows * row_bytes;
+  const size_t prefetch_ahead = kTileRows * cols * sizeof(T);
   size_t k = 0;
   for (; k + kLanes <= cols; k += kLanes) {
     hn::Vec<decltype(df)> w[kTileRows];
@@ -84,16 +82,15 @@ HWY_INLINE void Tile(const std::byte* const* rows, size_t row_bytes, const float
 
 template <typename T>
 void MatMulRows(const MatView& w, const float* x, size_t n, float* y, size_t row_begin, size_t row_end) {
-  const size_t row_bytes = RowBytes(w.type, w.cols);
   ForEachRowTile(w, x, n, y, w.rows, row_begin, row_end,
                  [&](const std::byte* const* rows, const float* const* tokens, size_t count, float* out) {
                    switch (count) {
-                     case 1: return Tile<T, 1>(rows, row_bytes, tokens, w.cols, out);
-                     case 2: return Tile<T, 2>(rows, row_bytes, tokens, w.cols, out);
-                     case 3: return Tile<T, 3>(rows, row_bytes, tokens, w.cols, out);
-                     case 4: return Tile<T, 4>(rows, row_bytes, tokens, w.cols, out);
-                     case 5: return Tile<T, 5>(rows, row_bytes, tokens, w.cols, out);
-                     default: return Tile<T, kTileTokens>(rows, row_bytes, tokens, w.cols, out);
+                     case 1: return Tile<T, 1>(rows, tokens, w.cols, out);
+                     case 2: return Tile<T, 2>(rows, tokens, w.cols, out);
+                     case 3: return Tile<T, 3>(rows, tokens, w.cols, out);
+                     case 4: return Tile<T, 4>(rows, tokens, w.cols, out);
+                     case 5: return Tile<T, 5>(rows, tokens, w.cols, out);
+                     default: return Tile<T, kTileTokens>(rows, tokens, w.cols, out);
                    }
                  });
 }
@@ -128,10 +125,7 @@ void SplitOverPool(ThreadPool& pool, size_t items, size_t work, const Run& run) 
   constexpr size_t kMinParallelWork = size_t{1} << 18;
   if (work < kMinParallelWork || pool.size() == 1) return run(0, items);
   const size_t units = pool.size() * 16;
-  const size_t unit_items = (items + units - 1) / units;
-  const size_t count = (items + unit_items - 1) / unit_items;
-  pool.ParallelFor(
-      count, [&](size_t begin, size_t end) { run(begin * unit_items, std::min(items, end * unit_items)); }, 1);
+  pool.ParallelFor(items, run, (items + units - 1) / units);
 }
 
 }  // namespace

@@ -3,8 +3,6 @@
 #include "kernels/row_tiles.h"
 
 #include <algorithm>
-#include <bit>
-#include <cstring>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -15,18 +13,12 @@ namespace {
 
 constexpr size_t kStep = 32;  // bf16 values per 512-bit vector
 
-float Bf16(uint16_t bits) { return std::bit_cast<float>(uint32_t{bits} << 16); }
-
-float Bf16At(const std::byte* row, size_t k) {
-  uint16_t bits;
-  std::memcpy(&bits, row + 2 * k, 2);
-  return Bf16(bits);
-}
+float Bf16At(const std::byte* row, size_t k) { return BF16ToF32(LoadU16(row + 2 * k)); }
 
 // Columns past the last whole step, one product at a time.
 float Tail(const std::byte* row, const uint16_t* x, size_t from, size_t cols) {
   float sum = 0.0f;
-  for (size_t k = from; k < cols; ++k) sum += Bf16At(row, k) * Bf16(x[k]);
+  for (size_t k = from; k < cols; ++k) sum += Bf16At(row, k) * BF16ToF32(x[k]);
   return sum;
 }
 
@@ -37,8 +29,8 @@ float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
   size_t k = 0;
   for (; k + kStep <= cols; k += kStep) {
     for (size_t l = 0; l < 16; ++l) {
-      lanes[l] += Bf16At(row, k + 2 * l) * Bf16(x[k + 2 * l]);
-      lanes[l] += Bf16At(row, k + 2 * l + 1) * Bf16(x[k + 2 * l + 1]);
+      lanes[l] += Bf16At(row, k + 2 * l) * BF16ToF32(x[k + 2 * l]);
+      lanes[l] += Bf16At(row, k + 2 * l + 1) * BF16ToF32(x[k + 2 * l + 1]);
     }
   }
   float sum = 0.0f;
@@ -57,13 +49,13 @@ float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
 HYMBA_BF16_TARGET inline __m512bh LoadBf16(const void* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
 template <size_t kTokens>
-HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, size_t row_bytes, const uint16_t* const* tokens,
-                                  size_t cols, float* out) {
+HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, const uint16_t* const* tokens, size_t cols,
+                                  float* out) {
   __m512 acc[kTileRows][kTokens];
   for (size_t r = 0; r < kTileRows; ++r) {
     for (size_t t = 0; t < kTokens; ++t) acc[r][t] = _mm512_setzero_ps();
   }
-  const size_t prefetch_ahead = kTileRows * row_bytes;  // the same place in the next tile's rows (decoding)
+  const size_t prefetch_ahead = kTileRows * 2 * cols;  // the same place in the next tile's rows (decoding)
   size_t k = 0;
   for (; k + kStep <= cols; k += kStep) {
     __m512bh w[kTileRows];
@@ -101,28 +93,22 @@ bool CpuHasAvx512Bf16() {
 
 void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<uint16_t>& out) {
   out.resize(n * cols);
-  for (size_t i = 0; i < n * cols; ++i) {
-    const auto bits = std::bit_cast<uint32_t>(x[i]);
-    const bool nan = (bits & 0x7fffffffu) > 0x7f800000u;
-    out[i] = nan ? static_cast<uint16_t>((bits >> 16) | 0x40u)  // stays a (quiet) NaN
-                 : static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-  }
+  for (size_t i = 0; i < n * cols; ++i) out[i] = F32ToBF16(x[i]);
 }
 
 void MatMulBf16Rows(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
                     size_t row_end, Bf16Kernel kernel) {
-  const size_t row_bytes = RowBytes(w.type, w.cols);
   ForEachRowTile(w, x, n, y, y_stride, row_begin, row_end,
                  [&](const std::byte* const* rows, const uint16_t* const* tokens, size_t count, float* out) {
 #if defined(__x86_64__)
                    if (kernel == Bf16Kernel::kAvx512) {
                      switch (count) {
-                       case 1: return TileAvx512<1>(rows, row_bytes, tokens, w.cols, out);
-                       case 2: return TileAvx512<2>(rows, row_bytes, tokens, w.cols, out);
-                       case 3: return TileAvx512<3>(rows, row_bytes, tokens, w.cols, out);
-                       case 4: return TileAvx512<4>(rows, row_bytes, tokens, w.cols, out);
-                       case 5: return TileAvx512<5>(rows, row_bytes, tokens, w.cols, out);
-                       default: return TileAvx512<kTileTokens>(rows, row_bytes, tokens, w.cols, out);
+                       case 1: return TileAvx512<1>(rows, tokens, w.cols, out);
+                       case 2: return TileAvx512<2>(rows, tokens, w.cols, out);
+                       case 3: return TileAvx512<3>(rows, tokens, w.cols, out);
+                       case 4: return TileAvx512<4>(rows, tokens, w.cols, out);
+                       case 5: return TileAvx512<5>(rows, tokens, w.cols, out);
+                       default: return TileAvx512<kTileTokens>(rows, tokens, w.cols, out);
                      }
                    }
 #endif

@@ -33,8 +33,7 @@ struct GroupView {
 
 GroupView Group(const MatView& w, size_t g) {
   const InterleavedGroup group = FindGroup(w.type, w.data, w.rows, w.cols, g * kInterleaveRows);
-  const size_t blocks = w.cols / kQuantBlock;
-  return {group.base, group.base + 2 * blocks * group.lanes, group.lanes, blocks};
+  return {group.scales, group.quants, group.lanes, w.cols / kQuantBlock};
 }
 
 void GroupPortable(DType type, const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,

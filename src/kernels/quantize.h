@@ -10,8 +10,7 @@
 
 namespace hymba {
 
-uint16_t F32ToF16(float value);
-uint16_t F32ToBF16(float value);
+uint16_t F32ToF16(float value);  // F32ToBF16 is in core/dtype.h
 
 // Writes `values` (a whole row; a multiple of kQuantBlock for q8_0 and q4_0)
 // as RowBytes(type, values.size()) bytes.

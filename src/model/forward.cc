@@ -148,6 +148,7 @@ namespace {
 struct Scratch {
   std::vector<float> u, proj, xc, params, dt, delta_pre, ssm_out, attn_out, queries, attention_parts, fused, normed, mixed,
       up, gate;
+  std::vector<SoftmaxStats> attention_stats;
 };
 
 // The first n elements of v, growing it if needed.
@@ -302,7 +303,7 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
     }
   }
   float* waiting_parts = Take(scratch.attention_parts, waiting_ranges * part_floats);
-  std::vector<SoftmaxStats> waiting_stats(waiting_ranges * group);
+  SoftmaxStats* waiting_stats = Take(scratch.attention_stats, waiting_ranges * group);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
   auto merge = [&](const float* parts, const SoftmaxStats* stats, int64_t ranges, size_t t, size_t g) {

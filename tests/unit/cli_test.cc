@@ -128,13 +128,17 @@ TEST(Cli, UsageErrors) {
   ExpectFailure({"generate", "-m", kFixture, "-p", "x", "--cache-type", "q8_0"}, {"--cache-type", "q8_0"});
 }
 
+// `hymba logits` of three tokens on the fixture, with extra flags.
+test::CommandResult FixtureLogits(std::initializer_list<std::string> flags) {
+  std::vector<std::string> args = {"logits", "-m", kFixture, "--tokens", "5,9,13", "--top", "3"};
+  args.insert(args.end(), flags);
+  return RunCli(args);
+}
+
 // --compute-type bf16 reaches the model: bf16 weights give other logits.
 TEST(Cli, ComputeTypeBf16) {
-  const std::vector<std::string> args = {"logits", "-m", kFixture, "--tokens", "5,9,13", "--top", "3"};
-  const test::CommandResult exact = RunCli(args);
-  std::vector<std::string> bf16_args = args;
-  bf16_args.insert(bf16_args.end(), {"--compute-type", "bf16"});
-  const test::CommandResult bf16 = RunCli(bf16_args);
+  const test::CommandResult exact = FixtureLogits({});
+  const test::CommandResult bf16 = FixtureLogits({"--compute-type", "bf16"});
   ASSERT_EQ(exact.exit_code, 0) << exact.err;
   ASSERT_EQ(bf16.exit_code, 0) << bf16.err;
   EXPECT_NE(exact.out, bf16.out);
@@ -143,11 +147,8 @@ TEST(Cli, ComputeTypeBf16) {
 // --cache-type f16 reaches the model: keys and values rounded to f16 give
 // other logits; `info` accounts for them.
 TEST(Cli, CacheTypeF16) {
-  const std::vector<std::string> args = {"logits", "-m", kFixture, "--tokens", "5,9,13", "--top", "3"};
-  const test::CommandResult exact = RunCli(args);
-  std::vector<std::string> f16_args = args;
-  f16_args.insert(f16_args.end(), {"--cache-type", "f16"});
-  const test::CommandResult f16 = RunCli(f16_args);
+  const test::CommandResult exact = FixtureLogits({});
+  const test::CommandResult f16 = FixtureLogits({"--cache-type", "f16"});
   ASSERT_EQ(exact.exit_code, 0) << exact.err;
   ASSERT_EQ(f16.exit_code, 0) << f16.err;
   EXPECT_NE(exact.out, f16.out);
