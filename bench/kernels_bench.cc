@@ -3,7 +3,9 @@
 // counters report bytes/s (decode) and FLOP/s (prefill).
 #include <benchmark/benchmark.h>
 
+#include <bit>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "core/interleaved.h"
@@ -151,19 +153,30 @@ void BM_Attend(benchmark::State& state) {
 }
 BENCHMARK(BM_Attend)->Arg(1)->Arg(5);
 
+template <typename Element>
+Element ToElement(float value) {
+  if constexpr (std::is_same_v<Element, float>) {
+    return value;
+  } else {
+    return std::bit_cast<Element>(F32ToF16(value));
+  }
+}
+
 // One decode step's attention over a sliding window (meta + 1025 positions)
 // as the engine runs it: each K/V head's keys and values are one stream in
 // the cache, taken in ranges of 128 keys whose results merge. Every K/V head
 // of 16 layers' caches, so that keys and values come from memory as they do
-// at depth; one thread. bytes/s counts the K/V read.
+// at depth; one thread. bytes/s counts the K/V read. Cache type f32 or f16.
+template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 128;
   const size_t parts = (keys + range - 1) / range;
-  std::vector<std::vector<float>> k(layers, std::vector<float>(kv_heads * keys * dqk, 0.2f)),
-      v(layers, std::vector<float>(kv_heads * keys * dv, 0.3f));
+  const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
+  std::vector<std::vector<Element>> k(layers, std::vector<Element>(kv_heads * keys * dqk, key_value)),
+      v(layers, std::vector<Element>(kv_heads * keys * dv, value_value));
   std::vector<float> q(group * dqk, 0.1f), scores(group * range), part_out(parts * group * dv), out(group * dv);
   std::vector<SoftmaxStats> stats(parts * group);
-  std::vector<const float*> key_rows(keys), value_rows(keys);
+  std::vector<const Element*> key_rows(keys), value_rows(keys);
   for (auto _ : state) {
     for (size_t layer = 0; layer < layers; ++layer) {
       for (size_t g = 0; g < kv_heads; ++g) {
@@ -183,10 +196,11 @@ void BM_AttendDecode(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(layers * kv_heads * keys * (dqk + dv) * sizeof(float)),
+  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(layers * kv_heads * keys * (dqk + dv) * sizeof(Element)),
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_AttendDecode)->UseRealTime();
+BENCHMARK(BM_AttendDecode<float>)->UseRealTime();
+BENCHMARK(BM_AttendDecode<hwy::float16_t>)->UseRealTime();
 
 }  // namespace
 }  // namespace hymba

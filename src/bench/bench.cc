@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <random>
@@ -149,55 +150,61 @@ BenchReport RunBench(const BenchOptions& options) {
     say("read bandwidth, " + std::to_string(threads) + " thread(s): " + std::to_string(bandwidth) + " GB/s");
     std::mt19937 rng(42);
 
+    // Every depth's start first, then each repetition runs a test at every
+    // depth in turn: the machine's bandwidth drifts by tens of percent within
+    // minutes here, and depths compared within the same seconds see the same.
+    std::vector<Sequence> starts;
     for (int depth : options.depths) {
-      auto prepared = [&] {
-        Sequence sequence = model.NewSequence();
-        if (depth > 0) model.Append(sequence, RandomTokens(rng, c.vocab_size, depth));
-        return sequence;
-      };
-      const Sequence start = prepared();
-      for (int prompt : options.prompt_sizes) {
-        if (prompt == 0) continue;
-        const double sgemm = MeasureSgemm(shapes, prompt, static_cast<size_t>(threads), 2);
-        BenchResult r;
-        r.test = "pp" + std::to_string(prompt) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
-        r.threads = threads, r.tokens = prompt, r.depth = depth, r.prompt = true;
-        for (int rep = 0; rep < options.repetitions + 1; ++rep) {  // the first run warms up
-          Sequence sequence = start.Clone();
-          const std::vector<int32_t> tokens = RandomTokens(rng, c.vocab_size, prompt);
-          const auto begin = Clock::now();
-          model.Append(sequence, tokens);
-          if (rep > 0) r.samples.push_back(prompt / Seconds(begin));
-        }
-        MeanAndDeviation(r);
-        r.yardstick_rate = sgemm;
-        r.yardstick_tokens_per_second = sgemm * 1e9 / static_cast<double>(report.matmul_flops_per_token);
-        r.engine_rate = r.mean * static_cast<double>(report.matmul_flops_per_token) / 1e9;
-        r.achieved = r.mean / r.yardstick_tokens_per_second;
-        say(r.test + ", " + std::to_string(threads) + " thread(s): " + std::to_string(r.mean) + " tokens/s");
-        report.results.push_back(std::move(r));
-      }
-      for (int generate : options.generate_sizes) {
-        if (generate == 0) continue;
-        BenchResult r;
-        r.test = "tg" + std::to_string(generate) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
-        r.threads = threads, r.tokens = generate, r.depth = depth, r.prompt = false;
-        for (int rep = 0; rep < options.repetitions + 1; ++rep) {
-          Sequence sequence = start.Clone();
-          const std::vector<int32_t> tokens = RandomTokens(rng, c.vocab_size, rep == 0 ? 1 : generate);
-          const auto begin = Clock::now();
-          for (int32_t token : tokens) model.Append(sequence, std::span(&token, 1));
-          if (rep > 0) r.samples.push_back(generate / Seconds(begin));
-        }
-        MeanAndDeviation(r);
-        r.yardstick_rate = bandwidth;
-        r.yardstick_tokens_per_second = bandwidth * 1e9 / static_cast<double>(report.bytes_per_token);
-        r.engine_rate = r.mean * static_cast<double>(report.bytes_per_token) / 1e9;
-        r.achieved = r.mean / r.yardstick_tokens_per_second;
-        say(r.test + ", " + std::to_string(threads) + " thread(s): " + std::to_string(r.mean) + " tokens/s");
-        report.results.push_back(std::move(r));
-      }
+      starts.push_back(model.NewSequence());
+      if (depth > 0) model.Append(starts.back(), RandomTokens(rng, c.vocab_size, depth));
     }
+    std::vector<std::vector<BenchResult>> by_depth(options.depths.size());  // reported depth by depth
+    auto run_test = [&](int tokens, bool prompt, double yardstick_rate, double yardstick_tokens_per_second,
+                        double work_per_token) {
+      std::vector<BenchResult> at_depth(options.depths.size());
+      for (size_t i = 0; i < at_depth.size(); ++i) {
+        const int depth = options.depths[i];
+        BenchResult& r = at_depth[i];
+        r.test = (prompt ? "pp" : "tg") + std::to_string(tokens) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
+        r.threads = threads, r.tokens = tokens, r.depth = depth, r.prompt = prompt;
+      }
+      for (int rep = 0; rep < options.repetitions + 1; ++rep) {  // the first run warms up
+        for (size_t i = 0; i < at_depth.size(); ++i) {
+          Sequence sequence = starts[i].Clone();
+          // A warm-up decode step is one token; a prompt is timed whole.
+          const std::vector<int32_t> input = RandomTokens(rng, c.vocab_size, rep == 0 && !prompt ? 1 : tokens);
+          const auto begin = Clock::now();
+          if (prompt) {
+            model.Append(sequence, input);
+          } else {
+            for (int32_t token : input) model.Append(sequence, std::span(&token, 1));
+          }
+          if (rep > 0) at_depth[i].samples.push_back(tokens / Seconds(begin));
+        }
+      }
+      for (size_t i = 0; i < at_depth.size(); ++i) {
+        BenchResult& r = at_depth[i];
+        MeanAndDeviation(r);
+        r.yardstick_rate = yardstick_rate;
+        r.yardstick_tokens_per_second = yardstick_tokens_per_second;
+        r.engine_rate = r.mean * work_per_token;
+        r.achieved = r.mean / yardstick_tokens_per_second;
+        say(r.test + ", " + std::to_string(threads) + " thread(s): " + std::to_string(r.mean) + " tokens/s");
+        by_depth[i].push_back(std::move(r));
+      }
+    };
+    for (int prompt : options.prompt_sizes) {
+      if (prompt == 0) continue;
+      const double sgemm = MeasureSgemm(shapes, prompt, static_cast<size_t>(threads), 2);
+      const auto flops = static_cast<double>(report.matmul_flops_per_token);
+      run_test(prompt, true, sgemm, sgemm * 1e9 / flops, flops / 1e9);
+    }
+    for (int generate : options.generate_sizes) {
+      if (generate == 0) continue;
+      const auto bytes = static_cast<double>(report.bytes_per_token);
+      run_test(generate, false, bandwidth, bandwidth * 1e9 / bytes, bytes / 1e9);
+    }
+    for (auto& results : by_depth) std::move(results.begin(), results.end(), std::back_inserter(report.results));
   }
   return report;
 }
