@@ -8,10 +8,15 @@ packages=(
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev libhwy-dev
   libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
-if [[ "${1:-}" == "--with-reference" ]]; then
-  # The float64 PyTorch reference and the tokenizer oracle (tests/reference/).
-  packages+=(python3 python3-numpy python3-torch python3-sentencepiece python3-jinja2)
-fi
+for option in "$@"; do
+  case "$option" in
+    # The float64 PyTorch reference and the tokenizer oracle (tests/reference/).
+    --with-reference) packages+=(python3 python3-numpy python3-torch python3-sentencepiece python3-jinja2) ;;
+    # libFuzzer and clang's sanitizers (scripts/fuzz.sh).
+    --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install_deps.sh: unknown option $option (--with-reference, --with-fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for package in "${packages[@]}"; do

@@ -3,7 +3,8 @@
 #   1. the float64 reference regenerates every fixture and tokenizer case and
 #      checks that the committed copies still match;
 #   2. a Release build with warnings as errors, and every test under CTest;
-#   3. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer.
+#   3. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer;
+#   4. every fuzz target for 60 s, with clang's libFuzzer, ASan and UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -26,3 +27,6 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYMBA_SANI
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== Fuzzing (scripts/fuzz.sh)"
+scripts/fuzz.sh -t 60

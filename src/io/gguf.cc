@@ -1,5 +1,7 @@
 #include "io/gguf.h"
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -218,6 +220,7 @@ GgufFile::GgufFile(const std::filesystem::path& path, FileAccess access) : file_
   if (metadata_count > in.remaining() / 12) in.Fail("metadata count " + std::to_string(metadata_count) + " cannot fit in the file");
   for (uint64_t i = 0; i < metadata_count; ++i) {
     const std::string key = in.ReadString("metadata key " + std::to_string(i));
+    if (key.empty()) in.Fail("metadata key " + std::to_string(i) + " is empty");
     const auto type = in.Read<uint32_t>(("type of \"" + key + "\"").c_str());
     if (!KnownValueType(type)) in.Fail("metadata \"" + key + "\" has unknown type " + std::to_string(type));
     GgufValue value = in.ReadValue(static_cast<GgufValueType>(type), "metadata \"" + key + "\"", 0);
@@ -243,6 +246,7 @@ GgufFile::GgufFile(const std::filesystem::path& path, FileAccess access) : file_
     info.tensor.name = in.ReadString("tensor name " + std::to_string(i));
     const std::string& name = info.tensor.name;
     auto fail = [&](const std::string& what) { in.Fail("tensor \"" + name + "\": " + what); };
+    if (name.empty()) in.Fail("tensor " + std::to_string(i) + " has an empty name");
     if (!names.insert(name).second) fail("the name appears twice");
     const auto dims = in.Read<uint32_t>("tensor dimension count");
     if (dims == 0 || dims > kMaxDims) fail(std::to_string(dims) + " dimensions (1 to 4 are valid)");
@@ -266,12 +270,27 @@ GgufFile::GgufFile(const std::filesystem::path& path, FileAccess access) : file_
   const size_t data_start = in.offset() + (alignment - in.offset() % alignment) % alignment;
   const size_t file_size = file_.bytes().size();
   if (data_start > file_size && !infos.empty()) in.Fail("the tensor data section starts beyond the end of the file");
-  for (Info& info : infos) {
+  auto describe = [](const Info& info) {
+    return "tensor \"" + info.tensor.name + "\" (" + std::to_string(info.bytes) + " bytes at data offset " +
+           std::to_string(info.offset) + ")";
+  };
+  for (const Info& info : infos) {
     if (info.offset > file_size - std::min(file_size, data_start) || info.bytes > file_size - data_start - info.offset) {
-      throw Error(file_.path().string() + ": invalid GGUF: tensor \"" + info.tensor.name + "\" (" +
-                  std::to_string(info.bytes) + " bytes at data offset " + std::to_string(info.offset) +
-                  ") extends beyond the end of the file (truncated?)");
+      throw Error(file_.path().string() + ": invalid GGUF: " + describe(info) + " extends beyond the end of the file (truncated?)");
     }
+  }
+  // Tensors that share bytes would be rewritten twice by the in-place
+  // interleaving of quantized matrices, and are never written by a sane tool.
+  std::vector<const Info*> by_offset;
+  for (const Info& info : infos) by_offset.push_back(&info);
+  std::sort(by_offset.begin(), by_offset.end(), [](const Info* a, const Info* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    if (by_offset[i]->offset < by_offset[i - 1]->offset + by_offset[i - 1]->bytes) {
+      throw Error(file_.path().string() + ": invalid GGUF: " + describe(*by_offset[i]) + " overlaps " +
+                  describe(*by_offset[i - 1]));
+    }
+  }
+  for (Info& info : infos) {
     info.tensor.data = file_.bytes().subspan(data_start + info.offset, info.bytes);
     tensors_.push_back(std::move(info.tensor));
   }

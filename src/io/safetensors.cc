@@ -1,13 +1,13 @@
 #include "io/safetensors.h"
 
 #include <algorithm>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "hymba/error.h"
+#include "io/json.h"
+#include "io/text_file.h"
 
 namespace hymba {
 namespace {
@@ -28,38 +28,14 @@ std::optional<int64_t> ElementBytes(const std::string& dtype) {
   return it->second;
 }
 
-// nlohmann keeps the last of duplicate keys; a checkpoint with two tensors of
-// one name is ambiguous, so duplicates are found while parsing.
-json ParseWithoutDuplicateKeys(std::string_view text, const std::string& where) {
-  std::vector<std::set<std::string>> keys_per_depth;
-  std::string duplicate;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    const auto level = static_cast<size_t>(depth);
-    if (event == json::parse_event_t::object_start) {
-      if (keys_per_depth.size() <= level + 1) keys_per_depth.resize(level + 2);
-      keys_per_depth[level + 1].clear();
-    } else if (event == json::parse_event_t::key && duplicate.empty()) {
-      if (keys_per_depth.size() <= level) keys_per_depth.resize(level + 1);
-      if (!keys_per_depth[level].insert(parsed.get<std::string>()).second) duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json parsed;
-  try {
-    parsed = json::parse(text.begin(), text.end(), callback);
-  } catch (const json::exception& e) {
-    throw Error(where + ": malformed JSON header: " + e.what());
-  }
-  if (!duplicate.empty()) throw Error(where + ": duplicate key \"" + duplicate + "\" in header");
-  return parsed;
-}
+constexpr size_t kMaxDims = 8;  // torch allows 64; no checkpoint tensor has more than 4
 
 int64_t CheckedNonNegative(const json& value, const std::string& what) {
   if (!value.is_number_integer() || value.get<int64_t>() < 0) {
-    throw Error(what + " must be a non-negative integer, got " + value.dump());
+    throw Error(what + " must be a non-negative integer, got " + JsonExcerpt(value));
   }
   if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-    throw Error(what + " is too large: " + value.dump());
+    throw Error(what + " is too large: " + JsonExcerpt(value));
   }
   return value.get<int64_t>();
 }
@@ -89,7 +65,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     throw Error(where + ": header length " + std::to_string(header_len) + " exceeds the 100 MiB limit");
   }
   const std::string_view header(reinterpret_cast<const char*>(bytes.data() + 8), header_len);
-  const json root = ParseWithoutDuplicateKeys(header, where);
+  const json root = ParseJson(header, where + " (header)", DuplicateKeys::kRefuse);
   if (!root.is_object()) throw Error(where + ": header is not a JSON object");
 
   const std::span<const std::byte> data = bytes.subspan(8 + header_len);
@@ -116,10 +92,13 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
 
     const json& shape = entry["shape"];
     if (!shape.is_array()) throw Error(tensor + ": shape is not an array");
+    if (shape.size() > kMaxDims) {
+      throw Error(tensor + ": shape has " + std::to_string(shape.size()) + " dimensions (at most " + std::to_string(kMaxDims) + ")");
+    }
     int64_t expected_bytes = *element_bytes;
     for (const json& dim : shape) {
       const int64_t extent = CheckedNonNegative(dim, tensor + ": shape entry");
-      if (extent != 0 && expected_bytes > INT64_MAX / extent) throw Error(tensor + ": shape " + shape.dump() + " overflows");
+      if (extent != 0 && expected_bytes > INT64_MAX / extent) throw Error(tensor + ": shape " + JsonExcerpt(shape) + " overflows");
       expected_bytes *= extent;
       record.shape.push_back(extent);
     }
@@ -135,7 +114,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     }
     if (end - begin != expected_bytes) {
       throw Error(tensor + ": " + std::to_string(end - begin) + " data bytes do not match dtype " + record.dtype_name +
-                  " and shape " + shape.dump() + " (" + std::to_string(expected_bytes) + " bytes)");
+                  " and shape " + JsonExcerpt(shape) + " (" + std::to_string(expected_bytes) + " bytes)");
     }
     record.data = data.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin));
     auto [it, inserted] = tensors_.emplace(name, std::move(record));
@@ -163,11 +142,7 @@ Checkpoint Checkpoint::Open(const std::filesystem::path& model_dir) {
   if (!std::filesystem::exists(index)) {
     throw Error(model_dir.string() + ": no model.safetensors or model.safetensors.index.json");
   }
-  std::ifstream in(index);
-  if (!in) throw Error(index.string() + ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  const json root = ParseWithoutDuplicateKeys(text.str(), index.string());
+  const json root = ParseJson(ReadSmallFile(index), index.string(), DuplicateKeys::kRefuse);
   if (!root.is_object() || !root.contains("weight_map") || !root["weight_map"].is_object()) {
     throw Error(index.string() + ": missing object \"weight_map\"");
   }

@@ -42,7 +42,9 @@ float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
 #pragma GCC diagnostic push
 // GCC 12 flags the deliberately undefined pass-through operands inside
 // avx512fintrin.h (_mm512_reduce_add_ps, conversions) once they are inlined.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #define HYMBA_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 

@@ -9,6 +9,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include <hwy/targets.h>
 #endif
 
 namespace hymba {
@@ -85,7 +87,9 @@ int32_t QuantizeBlockPortable(const float* values, int8_t* quants, float& scale)
 // GCC 12 flags the deliberately undefined pass-through operand inside
 // avx512fintrin.h's conversions (_mm512_undefined_ps) once they are inlined.
 #pragma GCC diagnostic push
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // One lane per row. Chunk k of the 8 weight vectors pairs with activation
 // bytes 4k..4k+3 of the block (see core/interleaved.h), broadcast to all rows.
@@ -261,8 +265,8 @@ bool CpuHasAvx2() {
 #if !defined(__x86_64__)
   return false;
 #else
-  static const bool has =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // Highway's AVX2 target implies FMA and F16C (clang 14 cannot ask for f16c).
+  static const bool has = (hwy::SupportedTargets() & HWY_AVX2) != 0;
   return has;
 #endif
 }

@@ -3,14 +3,14 @@
 // refused with the field name and value.
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "hymba/config.h"
 #include "hymba/error.h"
+#include "io/json.h"
+#include "io/text_file.h"
 
 namespace hymba {
 namespace {
@@ -43,29 +43,29 @@ class ConfigReader {
         std::fabs(value.get<double>()) < 1e15) {
       return static_cast<int64_t>(value.get<double>());
     }
-    Fail(field, "must be an integer, got " + value.dump());
+    Fail(field, "must be an integer, got " + JsonExcerpt(value));
   }
 
   double Number(const std::string& field, double fallback) const {
     if (!Has(field)) return fallback;
-    if (!root_[field].is_number()) Fail(field, "must be a number, got " + root_[field].dump());
+    if (!root_[field].is_number()) Fail(field, "must be a number, got " + JsonExcerpt(root_[field]));
     return root_[field].get<double>();
   }
 
   bool Bool(const std::string& field, bool fallback) const {
     if (!Has(field)) return fallback;
-    if (!root_[field].is_boolean()) Fail(field, "must be true or false, got " + root_[field].dump());
+    if (!root_[field].is_boolean()) Fail(field, "must be true or false, got " + JsonExcerpt(root_[field]));
     return root_[field].get<bool>();
   }
 
   std::optional<std::string> String(const std::string& field) const {
     if (!Has(field)) return std::nullopt;
-    if (!root_[field].is_string()) Fail(field, "must be a string, got " + root_[field].dump());
+    if (!root_[field].is_string()) Fail(field, "must be a string, got " + JsonExcerpt(root_[field]));
     return root_[field].get<std::string>();
   }
 
   std::vector<int> LayerList(const std::string& field, const json& value, int num_layers) const {
-    if (!value.is_array()) Fail(field, "must be a list of layer indices, got " + value.dump());
+    if (!value.is_array()) Fail(field, "must be a list of layer indices, got " + JsonExcerpt(value));
     std::vector<int> layers;
     for (const json& entry : value) {
       const int64_t layer = AsInt(field, entry);
@@ -84,6 +84,17 @@ class ConfigReader {
 
 void RequirePositive(const ConfigReader& reader, const std::string& field, int64_t value) {
   if (value <= 0) reader.Fail(field, "must be positive, got " + std::to_string(value));
+}
+
+// Bounds far above any real model that keep every size the engine derives
+// (products of two dimensions, a vocabulary times a width) inside int64, so a
+// hostile config is refused before anything is computed or allocated from it.
+constexpr int64_t kMaxDimension = int64_t{1} << 20;
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxPositions = INT32_MAX;
+
+void RequireAtMost(const ConfigReader& reader, const std::string& field, int64_t value, int64_t limit) {
+  if (value > limit) reader.Fail(field, "is too large: " + std::to_string(value) + " (at most " + std::to_string(limit) + ")");
 }
 
 void AssignKvRoles(const ConfigReader& reader, Config& config) {
@@ -128,12 +139,7 @@ bool Config::KeepsFullHistory(int owner) const {
 }
 
 Config ParseConfig(const std::string& json_text, const std::string& source_name) {
-  json root;
-  try {
-    root = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw Error(source_name + ": malformed JSON: " + e.what());
-  }
+  const json root = ParseJson(json_text, source_name);
   if (!root.is_object()) throw Error(source_name + ": expected a JSON object");
   const ConfigReader reader(root, source_name);
   Config config;
@@ -153,8 +159,11 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
   RequirePositive(reader, "num_hidden_layers", num_layers);
   RequirePositive(reader, "num_attention_heads", num_heads);
   RequirePositive(reader, "num_key_value_heads", num_kv_heads);
-  if (config.vocab_size > INT32_MAX) reader.Fail("vocab_size", "is too large: " + std::to_string(config.vocab_size));
-  if (num_layers > 4096) reader.Fail("num_hidden_layers", "is too large: " + std::to_string(num_layers));
+  RequireAtMost(reader, "vocab_size", config.vocab_size, INT32_MAX);
+  RequireAtMost(reader, "hidden_size", config.hidden_size, kMaxDimension);
+  RequireAtMost(reader, "intermediate_size", config.intermediate_size, kMaxDimension);
+  RequireAtMost(reader, "num_hidden_layers", num_layers, kMaxLayers);
+  RequireAtMost(reader, "num_attention_heads", num_heads, kMaxDimension);
   if (config.intermediate_size < 0) {
     reader.Fail("intermediate_size", "must be >= 0, got " + std::to_string(config.intermediate_size));
   }
@@ -172,8 +181,8 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
 
   config.mamba_expand = reader.Number("mamba_expand", 2);
   const double d_inner = std::floor(config.mamba_expand * static_cast<double>(config.hidden_size));
-  if (!(config.mamba_expand > 0) || d_inner < 1 || d_inner > 1e9) {
-    reader.Fail("mamba_expand", "must give a positive SSM width, got " + reader.Raw("mamba_expand").dump());
+  if (!(config.mamba_expand > 0) || d_inner < 1 || d_inner > static_cast<double>(kMaxDimension)) {
+    reader.Fail("mamba_expand", "must give a positive SSM width, got " + JsonExcerpt(reader.Raw("mamba_expand")));
   }
   config.d_inner = static_cast<int64_t>(d_inner);
   if (config.d_inner % num_heads != 0) {
@@ -197,15 +206,18 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
   config.mamba_d_conv = reader.Int("mamba_d_conv", 4);
   RequirePositive(reader, "mamba_d_state", config.mamba_d_state);
   RequirePositive(reader, "mamba_d_conv", config.mamba_d_conv);
+  RequireAtMost(reader, "mamba_d_state", config.mamba_d_state, kMaxDimension);
+  RequireAtMost(reader, "mamba_d_conv", config.mamba_d_conv, kMaxDimension);
   if (reader.Has("mamba_dt_rank") && reader.Raw("mamba_dt_rank").is_string()) {
     if (reader.Raw("mamba_dt_rank").get<std::string>() != "auto") {
-      reader.Fail("mamba_dt_rank", "must be an integer or \"auto\", got " + reader.Raw("mamba_dt_rank").dump());
+      reader.Fail("mamba_dt_rank", "must be an integer or \"auto\", got " + JsonExcerpt(reader.Raw("mamba_dt_rank")));
     }
     config.mamba_dt_rank = (config.hidden_size + 15) / 16;
   } else {
     config.mamba_dt_rank = reader.Int("mamba_dt_rank", (config.hidden_size + 15) / 16);
   }
   RequirePositive(reader, "mamba_dt_rank", config.mamba_dt_rank);
+  RequireAtMost(reader, "mamba_dt_rank", config.mamba_dt_rank, kMaxDimension);
   config.mamba_conv_bias = reader.Bool("mamba_conv_bias", true);
   config.mamba_proj_bias = reader.Bool("mamba_proj_bias", false);
   config.mamba_inner_layernorms = reader.Bool("mamba_inner_layernorms", true);
@@ -226,6 +238,7 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
 
   config.num_memory_tokens = reader.Int("num_memory_tokens", 0);
   if (config.num_memory_tokens < 0) reader.Fail("num_memory_tokens", "must be >= 0");
+  RequireAtMost(reader, "num_memory_tokens", config.num_memory_tokens, kMaxDimension);
   if (const int64_t every = reader.Int("memory_tokens_interspersed_every", 0); every > 0) {
     reader.Fail("memory_tokens_interspersed_every", "= " + std::to_string(every) + " is not supported (only 0)");
   }
@@ -236,12 +249,13 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
     const json& types = reader.Raw("layer_type");
     if (!types.is_array()) reader.Fail("layer_type", "must be a list");
     for (const json& type : types) {
-      if (type != "h") reader.Fail("layer_type", "contains " + type.dump() + "; only hybrid \"h\" layers are supported");
+      if (type != "h") reader.Fail("layer_type", "contains " + JsonExcerpt(type) + "; only hybrid \"h\" layers are supported");
     }
   }
 
   config.max_position_embeddings = reader.Int("max_position_embeddings", 262144);
   RequirePositive(reader, "max_position_embeddings", config.max_position_embeddings);
+  RequireAtMost(reader, "max_position_embeddings", config.max_position_embeddings, kMaxPositions);
   config.rope = reader.Bool("rope", false);
   config.rope_theta = reader.Number("rope_theta", 10000.0);
   if (!(config.rope_theta > 0)) reader.Fail("rope_theta", "must be positive");
@@ -249,6 +263,7 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
     config.rope_type = RopeType::kNtk;
     config.orig_max_position_embeddings = reader.Int("orig_max_position_embeddings", std::nullopt);
     RequirePositive(reader, "orig_max_position_embeddings", config.orig_max_position_embeddings);
+    RequireAtMost(reader, "orig_max_position_embeddings", config.orig_max_position_embeddings, kMaxPositions);
     if (config.rope && config.head_dim_qk <= 2) reader.Fail("rope_type", "\"ntk\" needs a head dimension above 2");
   } else if (type != "default") {
     reader.Fail("rope_type", "= \"" + type + "\" is not supported (null, \"default\" or \"ntk\")");
@@ -261,6 +276,7 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
   if (reader.Has("sliding_window") && config.sliding_window < 0) {
     reader.Fail("sliding_window", "must be null or >= 0, got " + std::to_string(config.sliding_window));
   }
+  RequireAtMost(reader, "sliding_window", config.sliding_window, kMaxPositions);
   if (reader.Has("global_attn_idx")) {
     config.global_attn_idx = reader.LayerList("global_attn_idx", reader.Raw("global_attn_idx"), config.num_hidden_layers);
   } else if (config.HasSlidingWindow()) {
@@ -274,7 +290,9 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
       if (config.kv_reuse_group.back().empty()) reader.Fail("kv_reuse_group", "contains an empty group");
     }
   }
-  config.kv_reuse_every_i_layer = static_cast<int>(reader.Int("kv_reuse_every_i_layer", -1));
+  const int64_t reuse_every = reader.Int("kv_reuse_every_i_layer", -1);
+  RequireAtMost(reader, "kv_reuse_every_i_layer", reuse_every, kMaxLayers);
+  config.kv_reuse_every_i_layer = static_cast<int>(reuse_every);
   AssignKvRoles(reader, config);
 
   config.rms_norm_eps = reader.Number("rms_norm_eps", 1e-6);
@@ -292,11 +310,7 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
 }
 
 Config LoadConfig(const std::filesystem::path& config_json) {
-  std::ifstream in(config_json);
-  if (!in) throw Error(config_json.string() + ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseConfig(text.str(), config_json.string());
+  return ParseConfig(ReadSmallFile(config_json), config_json.string());
 }
 
 }  // namespace hymba

@@ -21,8 +21,7 @@ KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
       key_dim_(static_cast<size_t>(config.head_dim_qk)),
       value_dim_(static_cast<size_t>(config.head_dim_v)),
       meta_(config.num_memory_tokens),
-      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0),
-      block_slots_(ring_ > 0 ? static_cast<size_t>(meta_ + ring_) : kHistoryBlock) {}
+      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
 
 template <typename T>
 size_t KvCacheOf<T>::Slot(int64_t position) const {
@@ -50,7 +49,7 @@ const T* KvCacheOf<T>::Key(int64_t position, size_t kv_head) const {
     return &scratch_keys_[(static_cast<size_t>(position - committed_) * kv_heads_ + kv_head) * key_dim_];
   }
   const size_t slot = Slot(position);
-  return &key_blocks_[slot / block_slots_][(kv_head * block_slots_ + slot % block_slots_) * key_dim_];
+  return &key_blocks_[slot / kBlockSlots][(kv_head * kBlockSlots + slot % kBlockSlots) * key_dim_];
 }
 
 template <typename T>
@@ -59,7 +58,7 @@ const T* KvCacheOf<T>::Value(int64_t position, size_t kv_head) const {
     return &scratch_values_[(static_cast<size_t>(position - committed_) * kv_heads_ + kv_head) * value_dim_];
   }
   const size_t slot = Slot(position);
-  return &value_blocks_[slot / block_slots_][(kv_head * block_slots_ + slot % block_slots_) * value_dim_];
+  return &value_blocks_[slot / kBlockSlots][(kv_head * kBlockSlots + slot % kBlockSlots) * value_dim_];
 }
 
 template <typename T>
@@ -68,16 +67,16 @@ void KvCacheOf<T>::Commit() {
     const bool evicted = ring_ > 0 && position >= meta_ && position < positions_ - ring_;
     if (evicted) continue;
     const size_t slot = Slot(position);
-    while (slot / block_slots_ >= key_blocks_.size()) {
-      key_blocks_.emplace_back(block_slots_ * kv_heads_ * key_dim_);
-      value_blocks_.emplace_back(block_slots_ * kv_heads_ * value_dim_);
+    while (slot / kBlockSlots >= key_blocks_.size()) {
+      key_blocks_.emplace_back(kBlockSlots * kv_heads_ * key_dim_);
+      value_blocks_.emplace_back(kBlockSlots * kv_heads_ * value_dim_);
     }
     slots_used_ = std::max(slots_used_, slot + 1);
     for (size_t head = 0; head < kv_heads_; ++head) {  // still in the scratch: position >= committed_
       std::copy_n(Key(position, head), key_dim_,
-                  &key_blocks_[slot / block_slots_][(head * block_slots_ + slot % block_slots_) * key_dim_]);
+                  &key_blocks_[slot / kBlockSlots][(head * kBlockSlots + slot % kBlockSlots) * key_dim_]);
       std::copy_n(Value(position, head), value_dim_,
-                  &value_blocks_[slot / block_slots_][(head * block_slots_ + slot % block_slots_) * value_dim_]);
+                  &value_blocks_[slot / kBlockSlots][(head * kBlockSlots + slot % kBlockSlots) * value_dim_]);
     }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.

@@ -43,13 +43,13 @@ class KvCacheOf {
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
   int64_t positions_ = 0;
   int64_t committed_ = 0;  // positions before this are in the persistent slots
-  // Persistent slots live in blocks that are never moved or resized: a ring
-  // is one block of meta + ring slots; a full history grows a block of
-  // kHistoryBlock slots at a time, so it holds at most one partly used block.
+  // Persistent slots live in blocks of kBlockSlots that are never moved or
+  // resized, allocated as positions reach them: a full history holds at most
+  // one partly used block, and a ring (meta + ring slots) never holds more
+  // than the sequence has used, whatever sliding_window a config names.
   // Inside a block each K/V head has its own run of slots, so a decode step
   // reads one head's keys (and values) as one stream, not a slice of every row.
-  static constexpr size_t kHistoryBlock = 256;
-  size_t block_slots_;
+  static constexpr size_t kBlockSlots = 256;
   std::vector<std::vector<T>> key_blocks_, value_blocks_;  // [block][kv head][slot in block][dim]
   size_t slots_used_ = 0;
   std::vector<T> scratch_keys_, scratch_values_;  // [positions_ - committed_][kv head][dim]

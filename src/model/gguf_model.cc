@@ -1,28 +1,20 @@
 #include "model/gguf_model.h"
 
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "hymba/convert.h"
 #include "hymba/error.h"
 #include "io/gguf_keys.h"
+#include "io/json.h"
 #include "io/safetensors.h"
+#include "io/text_file.h"
 #include "kernels/quantize.h"
 
 namespace hymba {
 namespace {
 
 using gguf_keys::kConfig, gguf_keys::kGenerationConfig, gguf_keys::kSentencePiece, gguf_keys::kTokenizerConfig;
-
-std::string ReadText(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string() + ": cannot open");
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // The typed keys other GGUF tools read, all derived from the config.
 std::vector<std::pair<std::string, uint32_t>> TypedKeys(const Config& c) {
@@ -76,12 +68,7 @@ DType StorageType(const std::string& name, const std::vector<int64_t>& shape, DT
 }  // namespace
 
 void ApplyGenerationConfig(Config& config, const std::string& json_text, const std::string& source) {
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(source + ": malformed JSON: " + e.what());
-  }
+  const nlohmann::json root = ParseJson(json_text, source);
   if (!root.is_object() || !root.contains("eos_token_id") || root["eos_token_id"].is_null()) return;
   const nlohmann::json& eos = root["eos_token_id"];
   std::vector<int64_t> ids;
@@ -116,7 +103,7 @@ Config ConfigFromGguf(const GgufFile& file) {
     if (it == file.metadata().end()) continue;
     const GgufValue& value = it->second;
     if (value.type != GgufValueType::kUint32 || value.value.get<uint32_t>() != expected) {
-      throw Error(file.path().string() + ": GGUF metadata \"" + key + "\" is " + value.value.dump() +
+      throw Error(file.path().string() + ": GGUF metadata \"" + key + "\" is " + JsonExcerpt(value.value) +
                   " but " + kConfig + " gives " + std::to_string(expected));
     }
   }
@@ -133,7 +120,7 @@ void ConvertToGguf(const std::filesystem::path& model_dir, const std::filesystem
   if (std::filesystem::exists(output)) {
     throw Error(output.string() + " already exists; remove it or choose another output name");
   }
-  const std::string config_text = ReadText(model_dir / "config.json");
+  const std::string config_text = ReadSmallFile(model_dir / "config.json");
   const Config config = ParseConfig(config_text, (model_dir / "config.json").string());
   const Checkpoint checkpoint = Checkpoint::Open(model_dir);
 
@@ -144,7 +131,7 @@ void ConvertToGguf(const std::filesystem::path& model_dir, const std::filesystem
   if (IsQuantized(*chosen)) writer.Set("general.quantization_version", GgufValue::Uint32(2));
   writer.Set(kConfig, GgufValue::String(config_text));
   if (std::filesystem::exists(model_dir / "generation_config.json")) {
-    writer.Set(kGenerationConfig, GgufValue::String(ReadText(model_dir / "generation_config.json")));
+    writer.Set(kGenerationConfig, GgufValue::String(ReadSmallFile(model_dir / "generation_config.json")));
   }
   for (const auto& [key, value] : TypedKeys(config)) writer.Set(key, GgufValue::Uint32(value));
   writer.Set("hymba.rope.freq_base", GgufValue::Float64(config.rope_theta));
@@ -152,19 +139,14 @@ void ConvertToGguf(const std::filesystem::path& model_dir, const std::filesystem
 
   if (std::filesystem::exists(model_dir / "tokenizer.model")) {
     writer.Set("tokenizer.ggml.model", GgufValue::String("llama"));
-    writer.Set(kSentencePiece, GgufValue::Bytes(ReadText(model_dir / "tokenizer.model")));
+    writer.Set(kSentencePiece, GgufValue::Bytes(ReadSmallFile(model_dir / "tokenizer.model")));
     writer.Set("tokenizer.ggml.bos_token_id", GgufValue::Uint32(static_cast<uint32_t>(config.bos_token_id)));
     writer.Set("tokenizer.ggml.eos_token_id", GgufValue::Uint32(static_cast<uint32_t>(config.eos_token_ids.front())));
     writer.Set("tokenizer.ggml.padding_token_id", GgufValue::Uint32(static_cast<uint32_t>(config.pad_token_id)));
     if (std::filesystem::exists(model_dir / "tokenizer_config.json")) {
-      const std::string tokenizer_config = ReadText(model_dir / "tokenizer_config.json");
+      const std::string tokenizer_config = ReadSmallFile(model_dir / "tokenizer_config.json");
       writer.Set(kTokenizerConfig, GgufValue::String(tokenizer_config));
-      nlohmann::json parsed;
-      try {
-        parsed = nlohmann::json::parse(tokenizer_config);
-      } catch (const nlohmann::json::exception& e) {
-        throw Error((model_dir / "tokenizer_config.json").string() + ": malformed JSON: " + e.what());
-      }
+      const nlohmann::json parsed = ParseJson(tokenizer_config, (model_dir / "tokenizer_config.json").string());
       if (parsed.is_object() && parsed.contains("chat_template") && parsed["chat_template"].is_string()) {
         writer.Set("tokenizer.chat_template", GgufValue::String(parsed["chat_template"].get<std::string>()));
       }

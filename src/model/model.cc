@@ -1,14 +1,13 @@
 #include "hymba/model.h"
 
-#include <fstream>
 #include <mutex>
 #include <optional>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "hymba/error.h"
 #include "io/safetensors.h"
+#include "io/text_file.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
@@ -110,10 +109,7 @@ Model Model::Load(const std::filesystem::path& path, size_t threads, Numerics nu
     if (!std::filesystem::exists(config_path)) throw Error(path.string() + ": missing config.json");
     impl->config = LoadConfig(config_path);
     if (const std::filesystem::path generation = path / "generation_config.json"; std::filesystem::exists(generation)) {
-      std::ifstream in(generation);
-      std::stringstream text;
-      text << in.rdbuf();
-      ApplyGenerationConfig(impl->config, text.str(), generation.string());
+      ApplyGenerationConfig(impl->config, ReadSmallFile(generation), generation.string());
     }
     impl->checkpoint = Checkpoint::Open(path);
   } else {

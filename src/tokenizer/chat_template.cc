@@ -234,6 +234,7 @@ class Parser {
   // Parses pieces into `body` until a statement whose keyword is in `stops`
   // (left unconsumed) or the end of the template.
   void ParseBody(Node& body, const std::vector<std::string>& stops) {
+    const Nesting nesting(*this, body.offset);
     while (piece_ < pieces_.size()) {
       const Piece& piece = pieces_[piece_];
       if (piece.kind == Piece::kText) {
@@ -372,23 +373,51 @@ class Parser {
   std::string Found() const { return Peek().kind == Token::kEnd ? ", found the end of the tag" : ", found '" + Peek().text + "'"; }
 
   std::unique_ptr<Expr> Make(Expr::Kind kind, size_t at) { return std::make_unique<Expr>(kind, at); }
+
+  // Every expression node knows the depth of its tree, so that no tree deeper
+  // than kMaxNesting is ever built: evaluating and freeing one recurse.
+  void Adopt(Expr& parent, std::unique_ptr<Expr> child) {
+    parent.depth = std::max(parent.depth, child->depth + 1);
+    if (parent.depth > kMaxNesting) {
+      Fail(source_, parent.offset, "expression nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+    parent.args.push_back(std::move(child));
+  }
+
+  // The parser's own recursion (parentheses, `not`, signs, blocks) is bounded
+  // the same way.
+  class Nesting {
+   public:
+    Nesting(Parser& parser, size_t at) : parser_(parser) {
+      if (++parser_.nesting_ > kMaxNesting) {
+        Fail(parser_.source_, at, "template nested deeper than " + std::to_string(kMaxNesting) + " levels");
+      }
+    }
+    ~Nesting() { --parser_.nesting_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+
+   private:
+    Parser& parser_;
+  };
   std::unique_ptr<Expr> Binary(const std::string& op, std::unique_ptr<Expr> left, std::unique_ptr<Expr> right, size_t at) {
     auto node = Make(Expr::kBinary, at);
     node->name = op;
-    node->args.push_back(std::move(left));
-    node->args.push_back(std::move(right));
+    Adopt(*node, std::move(left));
+    Adopt(*node, std::move(right));
     return node;
   }
 
   std::unique_ptr<Expr> ParseExpression() {
+    const Nesting nesting(*this, Peek().offset);
     auto value = ParseOr();
     if (Peek().kind == Token::kName && Peek().text == "if") {
       const size_t at = Peek().offset;
       ++position_;
       auto node = Make(Expr::kConditional, at);
-      node->args.push_back(ParseOr());  // condition
-      node->args.push_back(std::move(value));
-      node->args.push_back(AcceptName("else") ? ParseExpression() : Make(Expr::kUndefinedLiteral, at));
+      Adopt(*node, ParseOr());  // condition
+      Adopt(*node, std::move(value));
+      Adopt(*node, AcceptName("else") ? ParseExpression() : Make(Expr::kUndefinedLiteral, at));
       return node;
     }
     return value;
@@ -415,10 +444,11 @@ class Parser {
   }
 
   std::unique_ptr<Expr> ParseNot() {
+    const Nesting nesting(*this, Peek().offset);
     if (Peek().kind == Token::kName && Peek().text == "not") {
       auto node = Make(Expr::kNot, Peek().offset);
       ++position_;
-      node->args.push_back(ParseNot());
+      Adopt(*node, ParseNot());
       return node;
     }
     return ParseComparison();
@@ -439,22 +469,22 @@ class Parser {
       } else if (token.kind == Token::kName && token.text == "not" && Peek(1).kind == Token::kName && Peek(1).text == "in") {
         position_ += 2;
         auto negated = Make(Expr::kNot, at);
-        negated->args.push_back(Binary("in", std::move(left), ParseConcat(), at));
+        Adopt(*negated, Binary("in", std::move(left), ParseConcat(), at));
         left = std::move(negated);
       } else if (token.kind == Token::kName && token.text == "is") {
         ++position_;
         const bool negate = AcceptName("not");
         auto test = Make(Expr::kTest, at);
         test->name = ExpectName();
-        test->args.push_back(std::move(left));
+        Adopt(*test, std::move(left));
         if (Peek().kind == Token::kOp && Peek().text == "(") {
           ParseArguments(*test);
         } else if (Peek().kind == Token::kInt || Peek().kind == Token::kString) {
-          test->args.push_back(ParsePrimary());  // `is divisibleby 3`
+          Adopt(*test, ParsePrimary());  // `is divisibleby 3`
         }
         if (negate) {
           auto negated = Make(Expr::kNot, at);
-          negated->args.push_back(std::move(test));
+          Adopt(*negated, std::move(test));
           left = std::move(negated);
         } else {
           left = std::move(test);
@@ -494,6 +524,7 @@ class Parser {
   }
 
   std::unique_ptr<Expr> ParseUnary() {
+    const Nesting nesting(*this, Peek().offset);
     if (Peek().kind == Token::kOp && (Peek().text == "-" || Peek().text == "+")) {
       const Token op = tokens_[position_++];
       auto zero = Make(Expr::kLiteral, op.offset);
@@ -512,7 +543,7 @@ class Parser {
       } else if (!call.keywords.empty()) {
         Fail(source_, Peek().offset, "positional argument after a keyword argument");
       }
-      call.args.push_back(ParseExpression());
+      Adopt(call, ParseExpression());
       if (!Accept(",")) {
         Expect(")");
         break;
@@ -528,12 +559,12 @@ class Parser {
         ++position_;
         auto node = Make(Expr::kAttribute, token.offset);
         node->name = ExpectName();
-        node->args.push_back(std::move(value));
+        Adopt(*node, std::move(value));
         value = std::move(node);
       } else if (token.text == "[") {
         ++position_;
         auto node = Make(Expr::kSubscript, token.offset);
-        node->args.push_back(std::move(value));
+        Adopt(*node, std::move(value));
         // [index] or a slice [start:stop:step] with any part omitted.
         std::unique_ptr<Expr> parts[3];
         int colons = 0;
@@ -547,18 +578,18 @@ class Parser {
         }
         if (colons == 0 && !parts[0]) Fail(source_, token.offset, "empty subscript");
         node->name = colons == 0 ? "index" : "slice";
-        for (auto& part : parts) node->args.push_back(part ? std::move(part) : Make(Expr::kUndefinedLiteral, token.offset));
+        for (auto& part : parts) Adopt(*node, part ? std::move(part) : Make(Expr::kUndefinedLiteral, token.offset));
         value = std::move(node);
       } else if (token.text == "(") {
         auto node = Make(Expr::kCall, token.offset);
-        node->args.push_back(std::move(value));
+        Adopt(*node, std::move(value));
         ParseArguments(*node);
         value = std::move(node);
       } else if (token.text == "|") {
         ++position_;
         auto node = Make(Expr::kFilter, token.offset);
         node->name = ExpectName();
-        node->args.push_back(std::move(value));
+        Adopt(*node, std::move(value));
         if (Peek().kind == Token::kOp && Peek().text == "(") ParseArguments(*node);
         value = std::move(node);
       } else {
@@ -607,7 +638,7 @@ class Parser {
         if (token.text == "[") {
           auto node = Make(Expr::kList, token.offset);
           while (!Accept("]")) {
-            node->args.push_back(ParseExpression());
+            Adopt(*node, ParseExpression());
             if (!Accept(",")) {
               Expect("]");
               break;
@@ -618,9 +649,9 @@ class Parser {
         if (token.text == "{") {
           auto node = Make(Expr::kDict, token.offset);
           while (!Accept("}")) {
-            node->args.push_back(ParseExpression());
+            Adopt(*node, ParseExpression());
             Expect(":");
-            node->args.push_back(ParseExpression());
+            Adopt(*node, ParseExpression());
             if (!Accept(",")) {
               Expect("}");
               break;
@@ -638,6 +669,7 @@ class Parser {
   const std::string& source_;
   std::vector<Piece> pieces_;
   size_t piece_ = 0;
+  int nesting_ = 0;
   std::vector<Token> tokens_;
   size_t position_ = 0;
 };

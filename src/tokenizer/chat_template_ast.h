@@ -1,6 +1,8 @@
 // The parsed form of a chat template, shared by the parser and the renderer.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -8,6 +10,12 @@
 #include <nlohmann/json.hpp>
 
 namespace hymba::jinja {
+
+// Limits that keep a hostile template (chat templates come inside model
+// files) to bounded time, memory and stack; real templates stay far below.
+constexpr int kMaxNesting = 100;                          // expression and block depth, and nested values
+constexpr size_t kMaxRenderBytes = size_t{64} << 20;      // the output, and any one string or list built
+constexpr uint64_t kMaxRenderSteps = 2'000'000;           // expressions evaluated and nodes run
 
 struct Expr {
   enum Kind {
@@ -28,6 +36,7 @@ struct Expr {
   Expr(Kind k, size_t at) : kind(k), offset(at) {}
   Kind kind;
   size_t offset;  // in the template source, for error messages
+  int depth = 1;  // of the tree below, this node included
   std::string name;
   nlohmann::ordered_json value;
   std::vector<std::unique_ptr<Expr>> args;

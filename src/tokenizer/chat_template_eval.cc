@@ -216,6 +216,10 @@ class Renderer {
   }
 
   void Run(const Node& node, std::string& out) {
+    Charge(1, node.offset);
+    if (out.size() > kMaxRenderBytes) {
+      Fail(node.offset, "the output exceeds " + std::to_string(kMaxRenderBytes) + " bytes");
+    }
     switch (node.kind) {
       case Node::kBody:
         for (const auto& child : node.children) {
@@ -287,6 +291,7 @@ class Renderer {
   std::vector<Json> Items(const Value& v, const Expr& at) const {
     if (v.kind == Value::kUndefined) return {};
     const Json& d = Data(v, at, "iteration");
+    Charge(d.is_string() ? d.get_ref<const std::string&>().size() : d.size(), at.offset);
     std::vector<Json> items;
     if (d.is_array()) {
       items.assign(d.begin(), d.end());
@@ -346,19 +351,20 @@ class Renderer {
   }
 
   Value Eval(const Expr& e) {
+    Charge(1, e.offset);
     switch (e.kind) {
       case Expr::kLiteral: return Value::Of(e.value);
       case Expr::kUndefinedLiteral: return Value::Undefined("");
       case Expr::kName: return Lookup(e.name);
       case Expr::kList: {
         Json list = Json::array();
-        for (const auto& item : e.args) list.push_back(Data(Eval(*item), *item, "a list item"));
+        for (const auto& item : e.args) list.push_back(Nested(Data(Eval(*item), *item, "a list item"), item->offset));
         return Value::Of(std::move(list));
       }
       case Expr::kDict: {
         Json dict = Json::object();
         for (size_t i = 0; i < e.args.size(); i += 2) {
-          dict[Str(Eval(*e.args[i]))] = Data(Eval(*e.args[i + 1]), *e.args[i + 1], "a dict value");
+          dict[Str(Eval(*e.args[i]))] = Nested(Data(Eval(*e.args[i + 1]), *e.args[i + 1], "a dict value"), e.args[i + 1]->offset);
         }
         return Value::Of(std::move(dict));
       }
@@ -395,7 +401,9 @@ class Renderer {
         return d.contains(name) ? Value::Of(d[name]) : Value::Undefined(name);
       }
       if ((d.is_array() || d.is_string()) && k.is_number_integer()) {
-        const Json sequence = d.is_string() ? Json(Utf8Characters(d.get<std::string>())) : d;
+        if (d.is_string()) Charge(d.get_ref<const std::string&>().size(), e.offset);
+        const Json characters = d.is_string() ? Json(Utf8Characters(d.get<std::string>())) : Json();
+        const Json& sequence = d.is_string() ? characters : d;
         int64_t index = k.get<int64_t>();
         if (index < 0) index += static_cast<int64_t>(sequence.size());
         if (index < 0 || index >= static_cast<int64_t>(sequence.size())) return Value::Undefined(PythonRepr(k));
@@ -405,7 +413,9 @@ class Renderer {
     }
     const Json& d = Data(object, e, "slicing");
     if (!d.is_array() && !d.is_string()) Fail(e.offset, "cannot slice a " + TypeName(object));
-    const Json sequence = d.is_string() ? Json(Utf8Characters(d.get<std::string>())) : d;
+    Charge(d.is_string() ? d.get_ref<const std::string&>().size() : d.size(), e.offset);
+    const Json characters = d.is_string() ? Json(Utf8Characters(d.get<std::string>())) : Json();
+    const Json& sequence = d.is_string() ? characters : d;
     const auto n = static_cast<int64_t>(sequence.size());
     auto bound = [&](const Expr& part, int64_t fallback) -> int64_t {
       const Value v = Eval(part);
@@ -474,12 +484,17 @@ class Renderer {
     const int64_t start = bounds.size() > 1 ? bounds[0] : 0, stop = bounds.size() > 1 ? bounds[1] : bounds[0];
     const int64_t step = bounds.size() > 2 ? bounds[2] : 1;
     if (step == 0) Fail(e.offset, "range() step cannot be zero");
+    // Counted in unsigned arithmetic: start + k * step may not fit in int64
+    // one step past stop, and stop - start may not fit either.
+    const bool ascending = step > 0;
+    const uint64_t distance = ascending ? (stop > start ? static_cast<uint64_t>(stop) - static_cast<uint64_t>(start) : 0)
+                                        : (start > stop ? static_cast<uint64_t>(start) - static_cast<uint64_t>(stop) : 0);
+    const uint64_t stride = ascending ? static_cast<uint64_t>(step) : static_cast<uint64_t>(-(step + 1)) + 1;
+    const uint64_t count = distance == 0 ? 0 : (distance - 1) / stride + 1;
+    CheckSize(static_cast<size_t>(std::min<uint64_t>(count, kMaxRenderBytes + 1)), e.offset);
     Json list = Json::array();
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-      list.push_back(i);
-      if (list.size() > 1'000'000) Fail(e.offset, "range() is too long");
-    }
-    return Value::Of(list);
+    for (uint64_t k = 0; k < count; ++k) list.push_back(static_cast<int64_t>(static_cast<uint64_t>(start) + k * static_cast<uint64_t>(step)));
+    return Built(Value::Of(std::move(list)), e.offset);
   }
 
   Value Method(const Value& object, const std::string& name, const Expr& e) {
@@ -510,9 +525,10 @@ class Renderer {
         std::string result;
         size_t pos = 0;
         for (size_t found; (found = s.find(from, pos)) != std::string::npos; pos = found + from.size()) {
+          CheckSize(result.size() + (found - pos) + to.size(), e.offset);
           result += s.substr(pos, found - pos) + to;
         }
-        return Value::Of(result + s.substr(pos));
+        return Built(Value::Of(result + s.substr(pos)), e.offset);
       }
       if (name == "split") {
         const Value* separator = Argument(e, args, 0, "sep");
@@ -694,7 +710,7 @@ class Renderer {
     }
     const Value left = Eval(*e.args[0]);
     const Value right = Eval(*e.args[1]);
-    if (op == "~") return Value::Of(Str(left) + Str(right));
+    if (op == "~") return Built(Value::Of(Str(left) + Str(right)), e.offset);
     if (op == "==") return Value::Of(Equal(left, right));
     if (op == "!=") return Value::Of(!Equal(left, right));
     if (op == "in") {
@@ -723,20 +739,27 @@ class Renderer {
       return Value::Of(op == "<" ? order < 0 : op == "<=" ? order <= 0 : op == ">" ? order > 0 : order >= 0);
     }
     if (op == "+") {
-      if (a.is_string() && b.is_string()) return Value::Of(a.get<std::string>() + b.get<std::string>());
+      if (a.is_string() && b.is_string()) {
+        CheckSize(a.get_ref<const std::string&>().size() + b.get_ref<const std::string&>().size(), e.offset);
+        return Built(Value::Of(a.get<std::string>() + b.get<std::string>()), e.offset);
+      }
       if (a.is_array() && b.is_array()) {
+        CheckSize(a.size() + b.size(), e.offset);
         Json joined = a;
         joined.insert(joined.end(), b.begin(), b.end());
-        return Value::Of(joined);
+        return Built(Value::Of(std::move(joined)), e.offset);
       }
     }
     if (op == "*" && (a.is_string() || a.is_array()) && b.is_number_integer()) {
+      const int64_t times = std::max<int64_t>(b.get<int64_t>(), 0);
+      const size_t unit = a.is_string() ? a.get_ref<const std::string&>().size() : a.size();
+      if (unit > 0 && static_cast<uint64_t>(times) > kMaxRenderBytes / unit) CheckSize(kMaxRenderBytes + 1, e.offset);
       Json repeated = a.is_string() ? Json("") : Json::array();
-      for (int64_t i = 0; i < b.get<int64_t>(); ++i) {
-        if (a.is_string()) repeated = repeated.get<std::string>() + a.get<std::string>();
+      for (int64_t i = 0; i < times; ++i) {
+        if (a.is_string()) repeated.get_ref<std::string&>() += a.get_ref<const std::string&>();
         else repeated.insert(repeated.end(), a.begin(), a.end());
       }
-      return Value::Of(repeated);
+      return Built(Value::Of(std::move(repeated)), e.offset);
     }
     if (!a.is_number() || !b.is_number()) {
       Fail(e.offset, "unsupported operand types for " + op + ": " + TypeName(left) + " and " + TypeName(right));
@@ -761,9 +784,51 @@ class Renderer {
     return Value::Of(x - std::floor(x / y) * y);
   }
 
+  // Work done so far, in steps: one per node run and expression evaluated,
+  // plus the size of every value copied, walked or built (strings in units
+  // of 64 bytes), so that rendering ends in bounded time (kMaxRenderSteps).
+  void Charge(size_t units, size_t offset) const {
+    steps_ += units;
+    if (steps_ > kMaxRenderSteps) {
+      Fail(offset, "the template takes more than " + std::to_string(kMaxRenderSteps) + " steps to render");
+    }
+  }
+  // A string or list about to be built from `size` bytes or items.
+  void CheckSize(size_t size, size_t offset) const {
+    if (size > kMaxRenderBytes) {
+      Fail(offset, "the template builds a value of " + std::to_string(size) + " bytes or items (at most " +
+                       std::to_string(kMaxRenderBytes) + ")");
+    }
+  }
+  Value Built(Value value, size_t offset) const {
+    if (value.kind == Value::kData && (value.data.is_string() || value.data.is_array())) {
+      const size_t size = value.data.is_string() ? value.data.get_ref<const std::string&>().size() : value.data.size();
+      CheckSize(size, offset);
+      Charge(value.data.is_string() ? size / 64 : size, offset);
+    }
+    return value;
+  }
+  // Whether `value` nests deeper than `limit` levels, walking at most that deep.
+  bool NestsDeeper(const Json& value, int limit, size_t offset) const {
+    if (!value.is_array() && !value.is_object()) return false;
+    if (limit == 0) return true;
+    Charge(value.size(), offset);
+    for (const Json& item : value) {
+      if (NestsDeeper(item, limit - 1, offset)) return true;
+    }
+    return false;
+  }
+  Json Nested(Json item, size_t offset) const {
+    if (NestsDeeper(item, kMaxNesting - 1, offset)) {
+      Fail(offset, "the template builds a value nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+    return item;
+  }
+
   const std::string& source_;
   std::vector<std::map<std::string, Value>> scopes_;
   Control control_ = kNone;
+  mutable uint64_t steps_ = 0;
 };
 
 }  // namespace

@@ -6,15 +6,15 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "hymba/error.h"
 #include "io/gguf.h"
 #include "io/gguf_keys.h"
+#include "io/json.h"
+#include "io/text_file.h"
 
 namespace hymba {
 namespace {
@@ -28,13 +28,7 @@ struct AddedToken {
 };
 
 json ReadJson(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path.string() + ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path.string() + ": malformed JSON: " + e.what());
-  }
+  return ParseJson(ReadSmallFile(path), path.string());
 }
 
 }  // namespace
@@ -83,10 +77,7 @@ TokenizerSources ReadDirectory(const std::filesystem::path& model_dir) {
   TokenizerSources sources;
   const std::filesystem::path model_path = model_dir / "tokenizer.model";
   if (!std::filesystem::exists(model_path)) throw Error(model_dir.string() + ": missing tokenizer.model");
-  std::ifstream in(model_path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  sources.sentencepiece_model = bytes.str();
+  sources.sentencepiece_model = ReadSmallFile(model_path);
   sources.sentencepiece_source = model_path.string();
   sources.tokenizer_config_source = (model_dir / "tokenizer_config.json").string();
   if (std::filesystem::exists(model_dir / "tokenizer_config.json")) {
@@ -102,11 +93,7 @@ TokenizerSources ReadGguf(const std::filesystem::path& path) {
   }
   const GgufFile file(path, FileAccess::kMap);
   auto parse = [&](const char* key) {
-    try {
-      return json::parse(file.GetString(key));
-    } catch (const json::exception& e) {
-      throw Error(path.string() + ": GGUF metadata \"" + key + "\" is malformed JSON: " + e.what());
-    }
+    return ParseJson(file.GetString(key), path.string() + ": GGUF metadata \"" + key + "\"");
   };
   TokenizerSources sources;
   const GgufValue& model = file.Get(gguf_keys::kSentencePiece);

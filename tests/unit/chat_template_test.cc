@@ -63,5 +63,37 @@ TEST(ChatTemplate, UnsupportedOrBrokenTemplatesPointAtThePosition) {
   ExpectRejected("{{ 1 // 0 }}", {"division by zero"});
 }
 
+std::string Repeat(const std::string& text, size_t times) {
+  std::string out;
+  for (size_t i = 0; i < times; ++i) out += text;
+  return out;
+}
+
+// Templates come inside model files: a hostile one fails in bounded time,
+// memory and stack, naming what it exceeded.
+TEST(ChatTemplate, HostileTemplatesHitTheirLimits) {
+  ExpectRejected("{{ " + Repeat("(", 100000) + "1" + Repeat(")", 100000) + " }}", {"nested deeper than 100 levels"});
+  ExpectRejected("{{ " + Repeat("not ", 100000) + "x }}", {"nested deeper than 100 levels"});
+  ExpectRejected("{{ " + Repeat("-", 100000) + "1 }}", {"nested deeper than 100 levels"});
+  ExpectRejected("{{ 1" + Repeat(" + 1", 100000) + " }}", {"expression nested deeper than 100 levels"});
+  ExpectRejected("{{ x" + Repeat(".a", 100000) + " }}", {"expression nested deeper than 100 levels"});
+  ExpectRejected(Repeat("{% if x %}", 10000) + Repeat("{% endif %}", 10000), {"nested deeper than 100 levels"});
+  ExpectRejected("{{ 'ab' * 10000000000 }}", {"builds a value of"});
+  ExpectRejected("{{ [1, 2] * 9223372036854775807 }}", {"builds a value of"});
+  ExpectRejected("{{ range(10000000000) }}", {"builds a value of"});
+  ExpectRejected("{{ ('a' * 1000000).replace('a', 'b' * 1000) }}", {"builds a value of"});
+  ExpectRejected("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", {"the output exceeds"});
+  ExpectRejected("{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}"
+                 "{% endfor %}{% endfor %}{% endfor %}",
+                 {"steps to render"});
+  ExpectRejected("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}",
+                 {"value nested deeper than 100 levels"});
+  // Near the ends of int64, range() counts without overflowing.
+  EXPECT_EQ(ChatTemplate("{{ range(9223372036854775806, 9223372036854775807, 10) | list }}").Render(Json::object()),
+            "[9223372036854775806]");
+  EXPECT_EQ(ChatTemplate("{{ range(-9223372036854775807, -9223372036854775807 - 1, -3) | length }}").Render(Json::object()),
+            "1");
+}
+
 }  // namespace
 }  // namespace hymba

@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "hymba/config.h"
 #include "hymba/error.h"
+#include "io/text_file.h"
 #include "test_util.h"
 
 namespace hymba {
@@ -133,7 +137,24 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"orig_max_position_embeddings", json::value_t::discarded, {"orig_max_position_embeddings", "missing"}},
         BadValue{"model_type", "llama", {"model_type", "llama"}},
         BadValue{"rms_norm_eps", 0, {"rms_norm_eps"}},
-        BadValue{"tie_word_embeddings", "yes", {"tie_word_embeddings", "true or false"}}),
+        BadValue{"tie_word_embeddings", "yes", {"tie_word_embeddings", "true or false"}},
+        // Counts of -1 and sizes no model has: refused before anything is derived from them.
+        BadValue{"vocab_size", -1, {"vocab_size", "positive", "-1"}},
+        BadValue{"num_hidden_layers", -1, {"num_hidden_layers", "positive", "-1"}},
+        BadValue{"num_hidden_layers", 1 << 20, {"num_hidden_layers", "too large", "1048576"}},
+        BadValue{"vocab_size", int64_t{1} << 40, {"vocab_size", "too large", "1099511627776"}},
+        BadValue{"hidden_size", int64_t{1} << 40, {"hidden_size", "too large"}},
+        BadValue{"intermediate_size", int64_t{1} << 40, {"intermediate_size", "too large"}},
+        BadValue{"num_attention_heads", int64_t{1} << 40, {"num_attention_heads", "too large"}},
+        BadValue{"mamba_d_state", int64_t{1} << 40, {"mamba_d_state", "too large"}},
+        BadValue{"mamba_d_conv", int64_t{1} << 40, {"mamba_d_conv", "too large"}},
+        BadValue{"mamba_dt_rank", int64_t{1} << 40, {"mamba_dt_rank", "too large"}},
+        BadValue{"mamba_expand", 1e15, {"mamba_expand"}},
+        BadValue{"num_memory_tokens", int64_t{1} << 40, {"num_memory_tokens", "too large"}},
+        BadValue{"max_position_embeddings", int64_t{1} << 40, {"max_position_embeddings", "too large"}},
+        BadValue{"sliding_window", INT64_MAX, {"sliding_window", "too large", "9223372036854775807"}},
+        BadValue{"kv_reuse_every_i_layer", int64_t{1} << 40, {"kv_reuse_every_i_layer", "too large"}},
+        BadValue{"vocab_size", 1e300, {"vocab_size", "integer"}}),
     [](const auto& bad) { return bad.param.field + "_" + std::to_string(bad.index); });
 
 TEST(Config, MalformedJsonIsReported) {
@@ -148,6 +169,32 @@ TEST(Config, MalformedJsonIsReported) {
 
 TEST(Config, MissingFileIsReported) {
   EXPECT_THROW(LoadConfig("/nonexistent/config.json"), Error);
+}
+
+TEST(Config, DeepNestingIsRefusedWhileParsing) {
+  json config = RealConfig();
+  const std::string text = config.dump();
+  const std::string deep = text.substr(0, text.size() - 1) + R"(, "extra": )" + std::string(1000, '[') +
+                           std::string(1000, ']') + "}";
+  test::ExpectError([&] { ParseConfig(deep, "deep/config.json"); }, {"deep/config.json", "nested deeper than 64"});
+}
+
+// A config.json of gigabytes is refused from its size, before it is read.
+TEST(Config, OversizedFileIsRefusedUnread) {
+  test::TempDir dir;
+  const std::filesystem::path path = dir / "config.json";
+  std::ofstream{path}.close();
+  std::filesystem::resize_file(path, kMaxSmallFileBytes + 1);  // sparse: costs no disk
+  test::ExpectError([&] { LoadConfig(path); }, {path.string(), "too large", std::to_string(kMaxSmallFileBytes)});
+}
+
+// Truncated at every byte, the real config is refused with its name, never
+// accepted half-read or crashed on.
+TEST(Config, TruncatedAtEveryByteIsRefused) {
+  const std::string text = RealConfig().dump(2);
+  for (size_t length = 0; length < text.size(); ++length) {
+    EXPECT_THROW(ParseConfig(text.substr(0, length), "cut/config.json"), Error) << length;
+  }
 }
 
 }  // namespace

@@ -164,6 +164,35 @@ TEST(GenerateCli, ContextOverflowIsAClearError) {
   EXPECT_NE(result.err.find("stop: context"), std::string::npos) << result.err;
 }
 
+// -f takes a prompt of any size and any bytes: a 1 MB prompt is refused
+// with its token count against the context, NUL bytes and invalid UTF-8 are
+// generated from, and the prompt comes from exactly one of -p and -f.
+TEST(GenerateCli, PromptFilesOfAnySizeAndBytes) {
+  test::TempDir dir;
+  const std::string model = test::FixtureDir("real_tokenizer_bf16").string();
+  std::string huge;
+  while (huge.size() < (1 << 20)) huge += "In the beginning ";
+  test::WriteText(dir / "huge.txt", huge);
+  test::CommandResult result = test::RunCli({"generate", "-m", model, "-f", (dir / "huge.txt").string(), "-n", "2"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("context limit"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("exceed max_position_embeddings"), std::string::npos) << result.err;
+
+  test::WriteText(dir / "bytes.txt", std::string("In the\0begin\xffning \xc3", 16));
+  result = test::RunCli({"generate", "-m", model, "-f", (dir / "bytes.txt").string(), "-n", "3", "--temp", "0", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(nlohmann::json::parse(result.out)["tokens"].size(), 3u);
+
+  result = test::RunCli({"generate", "-m", model, "-n", "2"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("-p TEXT or -f FILE"), std::string::npos) << result.err;
+  result = test::RunCli({"generate", "-m", model, "-p", "Hi", "-f", (dir / "bytes.txt").string()});
+  EXPECT_NE(result.exit_code, 0);
+  result = test::RunCli({"generate", "-m", model, "-f", (dir / "missing.txt").string()});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("missing.txt"), std::string::npos) << result.err;
+}
+
 TEST(GenerateCli, JsonOutputAndBadFlags) {
   const std::string model = test::FixtureDir("real_tokenizer_bf16").string();
   test::CommandResult result =

@@ -29,16 +29,7 @@ std::filesystem::path Convert(const test::TempDir& dir, const std::filesystem::p
   return out;
 }
 
-// Expects `body` to throw hymba::Error whose message contains every fragment.
-template <typename F>
-void ExpectError(F body, const std::vector<std::string>& fragments) {
-  try {
-    body();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const std::string& fragment : fragments) EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
+using test::ExpectError;
 
 TEST(Gguf, MetadataAndTensorsRoundTrip) {
   test::TempDir dir;
@@ -400,6 +391,92 @@ TEST(GgufHostile, TruncationsAndByteFlipsNeverCrash) {
     attempt(flipped);
   }
   EXPECT_GT(loaded, 0u);  // some flips (inside strings, say) leave a loadable file
+}
+
+// The handcrafted bad files of llama.cpp's test-gguf, on a small converted
+// fixture: each refused by the reader with the field named.
+TEST(GgufHostile, HandcraftedBadFilesAreRefused) {
+  test::TempDir dir;
+  const std::string valid = test::ReadText(Convert(dir, test::DataDir() / "fixtures" / "every_i_f16_noswa", "q8_0"));
+  auto open = [&](const std::string& bytes) { return [&dir, bytes] { GgufFile(WriteBytes(dir, bytes), FileAccess::kMap); }; };
+  auto poked = [&](size_t offset, auto value) {
+    std::string bytes = valid;
+    Poke(bytes, offset, value);
+    return bytes;
+  };
+  ExpectError(open(poked(8, ~uint64_t{0})), {"tensor count 18446744073709551615 cannot fit"});
+  ExpectError(open(poked(16, ~uint64_t{0})), {"metadata count 18446744073709551615 cannot fit"});
+  ExpectError(open(poked(24, ~uint64_t{0})), {"metadata key 0", "beyond the end of the file"});
+  ExpectError(open(poked(24, uint64_t{0})), {"metadata key 0 is empty"});
+
+  // Another key's name over the first key's, same length: a duplicate key.
+  const GgufFile parsed(WriteBytes(dir, valid), FileAccess::kMap);
+  const std::string first_key = parsed.metadata().begin()->first;
+  std::string twin;
+  for (const auto& [key, value] : parsed.metadata()) {
+    if (key != first_key && key.size() == first_key.size()) twin = key;
+  }
+  ASSERT_FALSE(twin.empty()) << "no two keys of equal length";
+  std::string duplicate_key = valid;
+  duplicate_key.replace(valid.find(first_key), first_key.size(), twin);
+  ExpectError(open(duplicate_key), {"metadata key \"" + twin + "\" appears twice"});
+
+  const std::string name0 = "model.layers.0.mamba.in_proj.weight", name1 = "model.layers.1.mamba.in_proj.weight";
+  std::string duplicate_tensor = valid;
+  duplicate_tensor.replace(TensorInfoAfterName(valid, name1) - name1.size(), name1.size(), name0);
+  ExpectError(open(duplicate_tensor), {name0, "the name appears twice"});
+  std::string empty_name = valid;
+  Poke<uint64_t>(empty_name, TensorInfoAfterName(valid, name0) - name0.size() - 8, 0);
+  ExpectError(open(empty_name), {"has an empty name"});
+
+  const size_t info = TensorInfoAfterName(valid, name0);  // n_dims, dims[2], type, offset
+  ExpectError(open(poked(info, uint32_t{5})), {name0, "5 dimensions (1 to 4 are valid)"});
+  ExpectError(open(poked(info, ~uint32_t{0})), {name0, "4294967295 dimensions"});
+  ExpectError(open(poked(info + 4, uint64_t{0})), {name0, "dimension 0 is out of range"});
+  ExpectError(open(poked(info + 4, ~uint64_t{0})), {name0, "out of range"});
+  std::string overflowing = poked(info + 4, uint64_t{1} << 40);  // 2^40 x 2^40 elements
+  Poke<uint64_t>(overflowing, info + 12, uint64_t{1} << 40);
+  ExpectError(open(overflowing), {name0, "more than 2^48 elements"});
+  ExpectError(open(poked(info + 20, uint32_t{99})), {name0, "tensor type 99 is not supported"});
+  ExpectError(open(poked(info + 24, uint64_t{3})), {name0, "offset 3 is not aligned"});
+  ExpectError(open(poked(info + 24, ~uint64_t{0} - 31)), {name0, "beyond the end of the file"});
+  // The second tensor's bytes moved onto the first's: inconsistent sizes.
+  const size_t other = TensorInfoAfterName(valid, name1);
+  ExpectError(open(poked(other + 24, uint64_t{0})), {"overlaps"});
+
+  // The writer puts general.alignment first: its type at byte 49, its value at 53.
+  ASSERT_EQ(valid.substr(32, 17), "general.alignment");
+  for (uint32_t alignment : {0u, 48u}) {
+    ExpectError(open(poked(53, alignment)), {"general.alignment must be a power of two"});
+  }
+  ExpectError(open(poked(49, static_cast<uint32_t>(GgufValueType::kInt32))), {"general.alignment", "uint32"});
+}
+
+// Every byte of a small GGUF matters: the file cut short anywhere, at every
+// section boundary and inside every field and tensor, is refused. Only the
+// zero padding after the last tensor may go.
+TEST(GgufHostile, TruncatedAtEveryByteIsRefused) {
+  test::TempDir dir;
+  const std::string valid = test::ReadText(Convert(dir, test::DataDir() / "fixtures" / "every_i_f16_noswa", "q4_0"));
+  const GgufFile whole(WriteBytes(dir, valid), FileAccess::kMap);
+  const std::byte* data_begin = whole.tensors().front().data.data();
+  const std::byte* data_end = data_begin;
+  for (const GgufTensor& t : whole.tensors()) {
+    data_begin = std::min(data_begin, t.data.data());
+    data_end = std::max(data_end, t.data.data() + t.data.size());
+  }
+  const auto used = static_cast<size_t>(data_end - data_begin), padded = (used + 31) / 32 * 32;
+  const size_t needed = valid.size() - padded + used;
+  const std::filesystem::path path = WriteBytes(dir, valid);
+  for (size_t length = valid.size(); length-- > 0;) {  // shrinking one file: cheap enough for every byte
+    std::filesystem::resize_file(path, length);
+    try {
+      GgufFile(path, FileAccess::kMap);
+      EXPECT_GE(length, needed) << "accepted the first " << length << " of " << valid.size() << " bytes";
+    } catch (const Error&) {
+      EXPECT_LT(length, needed) << "refused a file cut only in its final padding";
+    }
+  }
 }
 
 }  // namespace

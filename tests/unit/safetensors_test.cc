@@ -109,6 +109,41 @@ TEST_F(SafetensorsTest, NegativeAndOverflowingShapes) {
       FileWithHeader(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""), "overflows");
 }
 
+TEST_F(SafetensorsTest, TooManyDimensions) {
+  ExpectRefused(FileWithHeader(R"({"a": {"dtype": "F32", "shape": [1,1,1,1,1,1,1,1,1], "data_offsets": [0, 4]}})", "xxxx"),
+                "9 dimensions (at most 8)");
+}
+
+TEST_F(SafetensorsTest, DeepNestingIsRefusedWhileParsing) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  ExpectRefused(FileWithHeader(R"({"a": {"dtype": "F32", "shape": )" + deep + R"(, "data_offsets": [0, 4]}})", "xxxx"),
+                "nested deeper than 64 levels");
+}
+
+TEST_F(SafetensorsTest, ErrorsQuoteOnlyAnExcerptOfAValue) {
+  const std::string huge(1 << 20, '7');
+  const std::filesystem::path path =
+      Write(FileWithHeader(R"({"a": {"dtype": "F32", "shape": [")" + huge + R"("], "data_offsets": [0, 4]}})", "xxxx"));
+  try {
+    SafetensorsFile file(path);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u);
+    EXPECT_NE(std::string(e.what()).find("1048578 characters"), std::string::npos) << e.what();
+  }
+}
+
+// Cut short at every byte, a real shard is refused: never read beyond its end.
+TEST_F(SafetensorsTest, TruncatedAtEveryByteIsRefused) {
+  const std::string valid = test::ReadText(test::DataDir() / "fixtures" / "sharded_mixed" / "model-00002-of-00003.safetensors");
+  const std::filesystem::path path = Write(valid);
+  SafetensorsFile whole(path);
+  for (size_t length = valid.size(); length-- > 0;) {
+    std::filesystem::resize_file(path, length);
+    EXPECT_THROW(SafetensorsFile{path}, Error) << "accepted the first " << length << " of " << valid.size() << " bytes";
+  }
+}
+
 TEST_F(SafetensorsTest, DuplicateTensorNames) {
   const std::string header =
       R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "hymba/error.h"
 
 namespace hymba::test {
 
@@ -56,5 +59,16 @@ std::string SerializeSafetensors(const RawTensors& tensors);
 void WriteModel(const std::filesystem::path& dir, const nlohmann::json& config, const RawTensors& tensors);
 nlohmann::json ReadJson(const std::filesystem::path& path);
 RawTensors ReadFixtureTensors(const std::string& fixture);
+
+// Expects `body` to throw hymba::Error whose message contains every fragment.
+template <typename F>
+void ExpectError(F body, const std::vector<std::string>& fragments) {
+  try {
+    body();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    for (const std::string& fragment : fragments) EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace hymba::test

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "hymba/error.h"
 #include "test_util.h"
 
@@ -61,6 +63,23 @@ TEST(Tokenizer, ByteFallbackPiecesJoinIntoUtf8) {
   const Tokenizer& t = RealTokenizer();
   const std::string text = "🦙 naïve 你好";
   EXPECT_EQ(t.Decode(t.Encode(text, {})), text);
+}
+
+// Prompts are bytes, not always UTF-8: as in SentencePiece itself, each byte
+// of an invalid sequence reads as U+FFFD, and NUL is an ordinary character.
+// The ids are those of the repaired text, and valid.
+TEST(Tokenizer, InvalidUtf8BecomesReplacementCharactersAndNulStays) {
+  const Tokenizer& t = RealTokenizer();
+  const std::string text("ab\xff\xc3 c\0d\xe4\xb8", 10);
+  const std::string replacement = "\xef\xbf\xbd";
+  const std::string repaired = "ab" + replacement + replacement + std::string(" c\0d", 4) + replacement + replacement;
+  const std::vector<int32_t> ids = t.Encode(text, {});
+  for (int32_t id : ids) {
+    ASSERT_GE(id, 0);
+    ASSERT_LT(id, t.vocab_size());
+  }
+  EXPECT_EQ(ids, t.Encode(repaired, {}));
+  EXPECT_EQ(t.Decode(ids), repaired);
 }
 
 TEST(Tokenizer, BadInput) {

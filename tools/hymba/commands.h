@@ -31,6 +31,8 @@ void AddCacheTypeOption(CLI::App* command, CacheType& cache);
 struct GenerateFlags {
   std::string model_dir;
   std::string prompt;
+  std::string prompt_file;  // -f: the prompt read from a file instead
+  bool prompt_given = false;
   int max_tokens = -1;
   std::vector<std::string> stop;
   bool json = false;

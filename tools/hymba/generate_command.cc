@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "hymba/hymba.h"
+#include "io/text_file.h"
 
 namespace hymba::cli {
 namespace {
@@ -103,9 +104,11 @@ void RunGenerate(const GenerateFlags& flags) {
   options.max_tokens = flags.max_tokens;
   options.stop = flags.stop;
   options.sampling = flags.sampling.Resolve();
+  if (!flags.prompt_given && flags.prompt_file.empty()) throw Error("give the prompt with -p TEXT or -f FILE");
+  const std::string prompt_text = flags.prompt_file.empty() ? flags.prompt : ReadSmallFile(flags.prompt_file);
   const std::vector<int32_t> prompt =
-      tokenizer.Encode(flags.prompt, {.add_bos = tokenizer.add_bos_token(), .parse_special = true});
-  if (prompt.empty()) throw Error("-p: the prompt is empty and the tokenizer adds no BOS; nothing to continue");
+      tokenizer.Encode(prompt_text, {.add_bos = tokenizer.add_bos_token(), .parse_special = true});
+  if (prompt.empty()) throw Error("the prompt is empty and the tokenizer adds no BOS; nothing to continue");
 
   Sequence sequence = model.NewSequence();
   const bool stream = !flags.json;
