@@ -1,6 +1,6 @@
 // The chat-template engine: an arbitrary template with a fixed conversation,
 // and Hymba's own template with arbitrary messages (input: template, NUL,
-// messages as JSON).
+// messages as JSON, read as every JSON document is: nesting bounded).
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
@@ -11,6 +11,7 @@
 #include "fuzz_input.h"
 #include "hymba/chat_template.h"
 #include "hymba/error.h"
+#include "io/json.h"
 
 namespace {
 
@@ -37,10 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     hymba::ChatTemplate(std::string(parts[0])).Render(conversation);
   } catch (const hymba::Error&) {
   }
-  auto messages = nlohmann::ordered_json::parse(parts[1], nullptr, /*allow_exceptions=*/false);
-  if (messages.is_discarded()) return 0;
   try {
-    hymba_template.Render(Context(std::move(messages)));
+    hymba_template.Render(Context(hymba::ParseJson<nlohmann::ordered_json>(parts[1], "messages")));
   } catch (const hymba::Error&) {
   }
   return 0;

@@ -39,13 +39,16 @@ cmake --build build-fuzz -j "$(nproc)" --target hymba_cli "${targets[@]/#/fuzz_}
 echo "== Seed corpora"
 corpus=build-fuzz/corpus
 mkdir -p "$corpus"
+copy_new() {  # copy_new FILE DEST: keeps what the corpus already has (cp -n's exit status varies by version)
+  [[ -e "$2" ]] || cp "$1" "$2"
+}
 for target in "${all_targets[@]}"; do
   mkdir -p "$corpus/$target" "build-fuzz/findings/$target"
-  cp -n fuzz/corpus/"$target"/* "$corpus/$target"/
+  for seed in fuzz/corpus/"$target"/*; do copy_new "$seed" "$corpus/$target/$(basename "$seed")"; done
 done
 shared=../shared/hymba-1.5b
 if [[ -d "$shared" ]]; then
-  cp -n "$shared/config.json" "$corpus/config/real-config.json"
+  copy_new "$shared/config.json" "$corpus/config/real-config.json"
   /usr/bin/python3 - "$shared/tokenizer_config.json" "$corpus/chat_template/real-template" <<'PY'
 import json, sys
 template = json.load(open(sys.argv[1]))["chat_template"]
@@ -61,12 +64,15 @@ done
 
 echo "== Fuzzing ${targets[*]} for $seconds s each"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-run_target() {
-  local target=$1 seconds=$2
+run_target() {  # leaves the fuzzer's exit status in build-fuzz/fuzz_TARGET.status
+  local target=$1 seconds=$2 status=0
   "build-fuzz/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="build-fuzz/findings/$target/" "build-fuzz/corpus/$target" >"build-fuzz/fuzz_$target.log" 2>&1
+    -artifact_prefix="build-fuzz/findings/$target/" "build-fuzz/corpus/$target" >"build-fuzz/fuzz_$target.log" 2>&1 ||
+    status=$?
+  echo "$status" >"build-fuzz/fuzz_$target.status"
 }
 export -f run_target
+for target in "${targets[@]}"; do rm -f "build-fuzz/fuzz_$target.log" "build-fuzz/fuzz_$target.status"; done
 status=0
 printf '%s\n' "${targets[@]}" | xargs -P "$(nproc)" -I{} bash -c 'run_target {} '"$seconds" || status=1
 
@@ -75,14 +81,16 @@ echo "| target | seconds | executions | exec/s | corpus | result |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
 for target in "${targets[@]}"; do
   log="build-fuzz/fuzz_$target.log"
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null | tail -1 || true)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" 2>/dev/null | tail -1 || true)
   files=$(find "$corpus/$target" -type f | wc -l)
-  if grep -qE '^==[0-9]+==ERROR|runtime error|^SUMMARY|ALARM|out-of-memory|deadly signal' "$log"; then
-    result="FINDING: $(ls -t "build-fuzz/findings/$target" | head -1) ($log)"
-    status=1
-  else
+  fuzzer_status=$(cat "build-fuzz/fuzz_$target.status" 2>/dev/null || echo "did not run")
+  if [[ "$fuzzer_status" == 0 ]]; then
     result=clean
+  else
+    finding=$(ls -t "build-fuzz/findings/$target" | head -1)
+    result="FINDING (exit $fuzzer_status): ${finding:-no input saved}, see $log"
+    status=1
   fi
   echo "| $target | $seconds | ${runs:-?} | ${rate:-?} | $files | $result |"
 done

@@ -7,8 +7,9 @@
 
 namespace hymba {
 
-nlohmann::json ParseJson(std::string_view text, const std::string& where, DuplicateKeys duplicates) {
-  using nlohmann::json;
+template <typename Json>
+Json ParseJson(std::string_view text, const std::string& where, DuplicateKeys duplicates) {
+  using json = Json;  // parse_event_t and parse() of the chosen type
   // nlohmann keeps the last of duplicate keys; where two entries of one name
   // would be ambiguous (tensors of a checkpoint), they are found while parsing.
   std::vector<std::set<std::string>> keys_per_depth;
@@ -24,18 +25,22 @@ nlohmann::json ParseJson(std::string_view text, const std::string& where, Duplic
       keys_per_depth[level + 1].clear();
     } else if (event == json::parse_event_t::key) {
       if (keys_per_depth.size() <= level) keys_per_depth.resize(level + 1);
-      if (!keys_per_depth[level].insert(parsed.get<std::string>()).second) {
-        throw Error(where + ": duplicate key \"" + parsed.get<std::string>() + "\"");
+      const std::string& key = parsed.template get_ref<const std::string&>();
+      if (!keys_per_depth[level].insert(key).second) {
+        throw Error(where + ": duplicate key \"" + key + "\"");
       }
     }
     return true;
   };
   try {
     return json::parse(text.begin(), text.end(), callback);
-  } catch (const json::exception& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": malformed JSON: " + e.what());
   }
 }
+
+template nlohmann::json ParseJson(std::string_view, const std::string&, DuplicateKeys);
+template nlohmann::ordered_json ParseJson(std::string_view, const std::string&, DuplicateKeys);
 
 std::string JsonExcerpt(const nlohmann::json& value) {
   constexpr size_t kLength = 80;

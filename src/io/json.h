@@ -16,9 +16,12 @@ constexpr int kMaxJsonDepth = 64;  // real configs nest 3 levels
 enum class DuplicateKeys { kLastWins, kRefuse };
 
 // Throws hymba::Error "where: malformed JSON: ..." or naming the depth or the
-// duplicated key.
-nlohmann::json ParseJson(std::string_view text, const std::string& where,
-                         DuplicateKeys duplicates = DuplicateKeys::kLastWins);
+// duplicated key. Json: nlohmann::json, or nlohmann::ordered_json where key
+// order matters (chat messages, which templates print).
+template <typename Json = nlohmann::json>
+Json ParseJson(std::string_view text, const std::string& where, DuplicateKeys duplicates = DuplicateKeys::kLastWins);
+extern template nlohmann::json ParseJson(std::string_view, const std::string&, DuplicateKeys);
+extern template nlohmann::ordered_json ParseJson(std::string_view, const std::string&, DuplicateKeys);
 
 // A value as JSON text for an error message: at most about 80 characters.
 std::string JsonExcerpt(const nlohmann::json& value);

@@ -292,7 +292,7 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
   }
   const int64_t reuse_every = reader.Int("kv_reuse_every_i_layer", -1);
   RequireAtMost(reader, "kv_reuse_every_i_layer", reuse_every, kMaxLayers);
-  config.kv_reuse_every_i_layer = static_cast<int>(reuse_every);
+  config.kv_reuse_every_i_layer = static_cast<int>(std::max<int64_t>(reuse_every, -1));  // <= 0: no reuse
   AssignKvRoles(reader, config);
 
   config.rms_norm_eps = reader.Number("rms_norm_eps", 1e-6);

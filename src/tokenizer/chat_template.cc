@@ -444,8 +444,8 @@ class Parser {
   }
 
   std::unique_ptr<Expr> ParseNot() {
-    const Nesting nesting(*this, Peek().offset);
     if (Peek().kind == Token::kName && Peek().text == "not") {
+      const Nesting nesting(*this, Peek().offset);
       auto node = Make(Expr::kNot, Peek().offset);
       ++position_;
       Adopt(*node, ParseNot());
@@ -524,8 +524,8 @@ class Parser {
   }
 
   std::unique_ptr<Expr> ParseUnary() {
-    const Nesting nesting(*this, Peek().offset);
     if (Peek().kind == Token::kOp && (Peek().text == "-" || Peek().text == "+")) {
+      const Nesting nesting(*this, Peek().offset);
       const Token op = tokens_[position_++];
       auto zero = Make(Expr::kLiteral, op.offset);
       zero->value = 0;

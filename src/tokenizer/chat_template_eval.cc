@@ -217,9 +217,6 @@ class Renderer {
 
   void Run(const Node& node, std::string& out) {
     Charge(1, node.offset);
-    if (out.size() > kMaxRenderBytes) {
-      Fail(node.offset, "the output exceeds " + std::to_string(kMaxRenderBytes) + " bytes");
-    }
     switch (node.kind) {
       case Node::kBody:
         for (const auto& child : node.children) {
@@ -227,8 +224,11 @@ class Renderer {
           Run(*child, out);
         }
         return;
-      case Node::kText: out += node.text; return;
-      case Node::kOutput: out += Str(Eval(*node.expr)); return;
+      case Node::kText:
+      case Node::kOutput:
+        out += node.kind == Node::kText ? node.text : Str(Eval(*node.expr));
+        if (out.size() > kMaxRenderBytes) Fail(node.offset, "the output exceeds " + std::to_string(kMaxRenderBytes) + " bytes");
+        return;
       case Node::kIf:
         for (const auto& branch : node.children) {
           if (Truthy(Eval(*branch->expr))) {
@@ -429,7 +429,14 @@ class Renderer {
     int64_t start = step > 0 ? clamp(bound(*e.args[1], 0), 0, n) : clamp(bound(*e.args[1], n - 1), -1, n - 1);
     const int64_t stop = step > 0 ? clamp(bound(*e.args[2], n), 0, n) : clamp(bound(*e.args[2], -n - 1), -1, n - 1);
     Json result = Json::array();
-    for (; step > 0 ? start < stop : start > stop; start += step) result.push_back(sequence[static_cast<size_t>(start)]);
+    // start and stop lie in [-1, n]: stepping by index count never overflows.
+    const uint64_t distance = step > 0 ? (stop > start ? static_cast<uint64_t>(stop - start) : 0)
+                                       : (start > stop ? static_cast<uint64_t>(start - stop) : 0);
+    const uint64_t stride = step > 0 ? static_cast<uint64_t>(step) : static_cast<uint64_t>(-(step + 1)) + 1;
+    for (uint64_t k = 0; distance > 0 && k <= (distance - 1) / stride; ++k) {
+      result.push_back(sequence[static_cast<size_t>(step > 0 ? start + static_cast<int64_t>(k * stride)
+                                                             : start - static_cast<int64_t>(k * stride))]);
+    }
     if (!d.is_string()) return Value::Of(result);
     std::string text;
     for (const Json& c : result) text += c.get<std::string>();
@@ -492,9 +499,10 @@ class Renderer {
     const uint64_t stride = ascending ? static_cast<uint64_t>(step) : static_cast<uint64_t>(-(step + 1)) + 1;
     const uint64_t count = distance == 0 ? 0 : (distance - 1) / stride + 1;
     CheckSize(static_cast<size_t>(std::min<uint64_t>(count, kMaxRenderBytes + 1)), e.offset);
+    Reserve(count * sizeof(Json), e.offset);
     Json list = Json::array();
     for (uint64_t k = 0; k < count; ++k) list.push_back(static_cast<int64_t>(static_cast<uint64_t>(start) + k * static_cast<uint64_t>(step)));
-    return Built(Value::Of(std::move(list)), e.offset);
+    return Value::Of(std::move(list));
   }
 
   Value Method(const Value& object, const std::string& name, const Expr& e) {
@@ -532,6 +540,7 @@ class Renderer {
       }
       if (name == "split") {
         const Value* separator = Argument(e, args, 0, "sep");
+        Reserve(s.size() * (1 + sizeof(Json)), e.offset);  // at most a part per byte
         Json parts = Json::array();
         if (!separator || separator->kind != Value::kData || separator->data.is_null()) {
           std::string word;
@@ -561,7 +570,9 @@ class Renderer {
         std::string joined;
         bool first = true;
         for (const Json& item : Items(*items, e)) {
-          joined += (first ? "" : s) + PythonStr(item);
+          const std::string text = PythonStr(item);
+          CheckSize(joined.size() + s.size() + text.size(), e.offset);
+          joined += (first ? "" : s) + text;
           first = false;
         }
         return Value::Of(joined);
@@ -604,8 +615,11 @@ class Renderer {
     if (name == "tojson") {
       const Value* indent = Argument(e, args, 0, "indent");
       std::string out;
-      JsonDumps(Data(input, e, "tojson"), indent && indent->data.is_number_integer() ? indent->data.get<int>() : -1, 0, out);
-      return Value::Of(out);
+      const int64_t width = indent && indent->data.is_number_integer() ? indent->data.get<int64_t>() : -1;
+      if (width > 64) Fail(e.offset, "tojson indent " + std::to_string(width) + " is above 64");
+      Reserve(ByteSize(Data(input, e, "tojson"), e.offset) * static_cast<uint64_t>(std::max<int64_t>(width, 1)), e.offset);
+      JsonDumps(Data(input, e, "tojson"), static_cast<int>(width), 0, out);
+      return Built(Value::Of(out), e.offset);
     }
     if (name == "string") return Value::Of(Str(input));
     if (name == "trim") return Value::Of(Strip(Str(input), true, true, nullptr));
@@ -620,7 +634,9 @@ class Renderer {
       std::string joined;
       bool first = true;
       for (const Json& item : Items(input, e)) {
-        joined += (first ? "" : sep) + PythonStr(item);
+        const std::string text = PythonStr(item);
+        CheckSize(joined.size() + sep.size() + text.size(), e.offset);
+        joined += (first ? "" : sep) + text;
         first = false;
       }
       return Value::Of(joined);
@@ -654,7 +670,11 @@ class Renderer {
       } else if (d.is_boolean()) {
         number = d.get<bool>() ? 1 : 0;
       }
-      return name == "int" ? Value::Of(static_cast<int64_t>(number)) : Value::Of(number);
+      if (name == "float") return Value::Of(number);
+      if (!(number >= -9.2233720368547758e18 && number < 9.2233720368547758e18)) {  // [-2^63, 2^63), not NaN
+        Fail(e.offset, "int() of " + PythonRepr(d) + " is outside the 64-bit range");
+      }
+      return Value::Of(static_cast<int64_t>(number));
     }
     Fail(e.offset, "unsupported filter '" + name + "'");
   }
@@ -684,7 +704,7 @@ class Renderer {
         if (!arg.data.is_number_integer() || arg.data.get<int64_t>() == 0) Fail(e.offset, "divisibleby needs a non-zero integer");
         divisor = arg.data.get<int64_t>();
       }
-      const int64_t remainder = v.data.get<int64_t>() % divisor;
+      const int64_t remainder = divisor == -1 ? 0 : v.data.get<int64_t>() % divisor;  // INT64_MIN % -1 traps
       return name == "odd" ? remainder != 0 : remainder == 0;
     }
     Fail(e.offset, "unsupported test 'is " + name + "'");
@@ -740,26 +760,28 @@ class Renderer {
     }
     if (op == "+") {
       if (a.is_string() && b.is_string()) {
-        CheckSize(a.get_ref<const std::string&>().size() + b.get_ref<const std::string&>().size(), e.offset);
-        return Built(Value::Of(a.get<std::string>() + b.get<std::string>()), e.offset);
+        Reserve(a.get_ref<const std::string&>().size() + b.get_ref<const std::string&>().size(), e.offset);
+        return Value::Of(a.get<std::string>() + b.get<std::string>());  // reserved above
       }
       if (a.is_array() && b.is_array()) {
-        CheckSize(a.size() + b.size(), e.offset);
+        Reserve(ByteSize(a, e.offset) + ByteSize(b, e.offset), e.offset);
         Json joined = a;
         joined.insert(joined.end(), b.begin(), b.end());
-        return Built(Value::Of(std::move(joined)), e.offset);
+        return Value::Of(std::move(joined));  // reserved above
       }
     }
     if (op == "*" && (a.is_string() || a.is_array()) && b.is_number_integer()) {
-      const int64_t times = std::max<int64_t>(b.get<int64_t>(), 0);
-      const size_t unit = a.is_string() ? a.get_ref<const std::string&>().size() : a.size();
-      if (unit > 0 && static_cast<uint64_t>(times) > kMaxRenderBytes / unit) CheckSize(kMaxRenderBytes + 1, e.offset);
+      const bool empty = a.is_string() ? a.get_ref<const std::string&>().empty() : a.empty();
+      const uint64_t unit = a.is_string() ? a.get_ref<const std::string&>().size() : ByteSize(a, e.offset);
+      const uint64_t times = empty ? 0 : static_cast<uint64_t>(std::max<int64_t>(b.get<int64_t>(), 0));
+      if (times > 0 && times > kMaxRenderBytes / unit) CheckSize(kMaxRenderBytes + 1, e.offset);
+      Reserve(unit * times, e.offset);
       Json repeated = a.is_string() ? Json("") : Json::array();
-      for (int64_t i = 0; i < times; ++i) {
+      for (uint64_t i = 0; i < times; ++i) {
         if (a.is_string()) repeated.get_ref<std::string&>() += a.get_ref<const std::string&>();
         else repeated.insert(repeated.end(), a.begin(), a.end());
       }
-      return Built(Value::Of(std::move(repeated)), e.offset);
+      return Value::Of(std::move(repeated));  // reserved above
     }
     if (!a.is_number() || !b.is_number()) {
       Fail(e.offset, "unsupported operand types for " + op + ": " + TypeName(left) + " and " + TypeName(right));
@@ -768,9 +790,14 @@ class Renderer {
     if (integers && op != "/") {
       const int64_t x = a.get<int64_t>(), y = b.get<int64_t>();
       if ((op == "//" || op == "%") && y == 0) Fail(e.offset, "division by zero");
-      if (op == "+") return Value::Of(x + y);
-      if (op == "-") return Value::Of(x - y);
-      if (op == "*") return Value::Of(x * y);
+      // Python's integers have no bounds; these have 64 bits, and say so.
+      int64_t result = 0;
+      const bool overflow = op == "+"   ? __builtin_add_overflow(x, y, &result)
+                            : op == "-" ? __builtin_sub_overflow(x, y, &result)
+                            : op == "*" ? __builtin_mul_overflow(x, y, &result)
+                                        : x == INT64_MIN && y == -1;
+      if (overflow) Fail(e.offset, "integer overflow in " + op + " (64-bit integers)");
+      if (op == "+" || op == "-" || op == "*") return Value::Of(result);
       const int64_t quotient = x / y - ((x % y != 0) && ((x < 0) != (y < 0)) ? 1 : 0);  // floor division
       return op == "//" ? Value::Of(quotient) : Value::Of(x - quotient * y);
     }
@@ -793,19 +820,31 @@ class Renderer {
       Fail(offset, "the template takes more than " + std::to_string(kMaxRenderSteps) + " steps to render");
     }
   }
-  // A string or list about to be built from `size` bytes or items.
-  void CheckSize(size_t size, size_t offset) const {
-    if (size > kMaxRenderBytes) {
-      Fail(offset, "the template builds a value of " + std::to_string(size) + " bytes or items (at most " +
+  // A value about to be built of about `bytes` bytes: refused beyond
+  // kMaxRenderBytes, charged (64 bytes a step) before anything is allocated.
+  void CheckSize(uint64_t bytes, size_t offset) const {
+    if (bytes > kMaxRenderBytes) {
+      Fail(offset, "the template builds a value of " + std::to_string(bytes) + " bytes (at most " +
                        std::to_string(kMaxRenderBytes) + ")");
     }
   }
+  void Reserve(uint64_t bytes, size_t offset) const {
+    CheckSize(bytes, offset);
+    Charge(static_cast<size_t>(bytes / 64), offset);
+  }
+  // About how many bytes `value` holds (strings by length, other values as
+  // one JSON node each); the walk is charged.
+  uint64_t ByteSize(const Json& value, size_t offset) const {
+    if (value.is_string()) return sizeof(Json) + value.get_ref<const std::string&>().size();
+    if (!value.is_array() && !value.is_object()) return sizeof(Json);
+    Charge(value.size(), offset);
+    uint64_t bytes = sizeof(Json);
+    for (const auto& [key, item] : value.items()) bytes += key.size() + ByteSize(item, offset);
+    return bytes;
+  }
+  // A string built by an operation whose size could not be known before.
   Value Built(Value value, size_t offset) const {
-    if (value.kind == Value::kData && (value.data.is_string() || value.data.is_array())) {
-      const size_t size = value.data.is_string() ? value.data.get_ref<const std::string&>().size() : value.data.size();
-      CheckSize(size, offset);
-      Charge(value.data.is_string() ? size / 64 : size, offset);
-    }
+    if (value.kind == Value::kData && value.data.is_string()) Reserve(value.data.get_ref<const std::string&>().size(), offset);
     return value;
   }
   // Whether `value` nests deeper than `limit` levels, walking at most that deep.

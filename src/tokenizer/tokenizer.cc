@@ -143,8 +143,9 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& path) {
           if (used != key.size() || id < 0) id = -1;
         } catch (const std::exception&) {
         }
-        if (id < 0 || !entry.is_object() || !entry.contains("content") || !entry["content"].is_string() ||
-            entry["content"].get<std::string>().empty()) {
+        if (id < 0 || id == INT32_MAX || !entry.is_object() || !entry.contains("content") ||
+            !entry["content"].is_string() || entry["content"].get<std::string>().empty() ||
+            (entry.contains("special") && !entry["special"].is_boolean())) {
           throw Error(config_source + ": added_tokens_decoder entry \"" + key + "\" is not {id: {content, special}}");
         }
         impl->added.push_back({id, entry["content"].get<std::string>(), entry.value("special", false)});

@@ -88,6 +88,21 @@ TEST(ChatTemplate, HostileTemplatesHitTheirLimits) {
                  {"steps to render"});
   ExpectRejected("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}",
                  {"value nested deeper than 100 levels"});
+  ExpectRejected("{{ ['a' * 60000000] * 2 }}", {"builds a value of"});
+  ExpectRejected("{{ ('a' * 60000000).split('a') }}", {"builds a value of"});
+  ExpectRejected("{{ ['x', 'y', 'z'] | join('s' * 40000000) }}", {"builds a value of"});
+  ExpectRejected("{{ x | tojson(indent=100000) }}", {"indent 100000 is above 64"}, Json{{"x", Json::array({1})}});
+  ExpectRejected("{{ 9223372036854775807 + 1 }}", {"integer overflow in +"});
+  ExpectRejected("{{ (-9223372036854775807 - 2) }}", {"integer overflow in -"});
+  ExpectRejected("{{ 4294967296 * 4294967296 }}", {"integer overflow in *"});
+  ExpectRejected("{{ (-9223372036854775807 - 1) // -1 }}", {"integer overflow in //"});
+  ExpectRejected("{{ 1e300 | int }}", {"outside the 64-bit range"});
+  const Json none = Json::object();
+  EXPECT_EQ(ChatTemplate("{{ '' * 9223372036854775807 }}|{{ [] * 9223372036854775807 }}").Render(none), "|[]");
+  EXPECT_EQ(ChatTemplate("{{ (-9223372036854775807 - 1) is divisibleby(-1) }}").Render(none), "True");
+  EXPECT_EQ(ChatTemplate("{{ [1, 2, 3][1::9223372036854775807] }}").Render(none), "[2]");
+  EXPECT_EQ(ChatTemplate("{% set s = -9223372036854775807 %}{{ [1, 2, 3][::s] }}").Render(none), "[3]");
+  EXPECT_EQ(ChatTemplate("{{ " + Repeat("(", 90) + "1" + Repeat(")", 90) + " }}").Render(none), "1");
   // Near the ends of int64, range() counts without overflowing.
   EXPECT_EQ(ChatTemplate("{{ range(9223372036854775806, 9223372036854775807, 10) | list }}").Render(Json::object()),
             "[9223372036854775806]");

@@ -171,6 +171,15 @@ TEST(Config, MissingFileIsReported) {
   EXPECT_THROW(LoadConfig("/nonexistent/config.json"), Error);
 }
 
+// Any negative kv_reuse_every_i_layer means no reuse, however large.
+TEST(Config, NegativeReuseEveryMeansNoReuse) {
+  json config = RealConfig();
+  config.erase("kv_reuse_group");
+  config["kv_reuse_every_i_layer"] = -4294967294LL;  // 2 if truncated to 32 bits
+  const Config c = Parse(config);
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) EXPECT_EQ(c.layers[layer].kv_source, layer);
+}
+
 TEST(Config, DeepNestingIsRefusedWhileParsing) {
   json config = RealConfig();
   const std::string text = config.dump();

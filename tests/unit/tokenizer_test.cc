@@ -88,6 +88,12 @@ TEST(Tokenizer, BadInput) {
   EXPECT_THROW(Tokenizer::Load("/nonexistent"), Error);
   test::TempDir dir;
   EXPECT_THROW(Tokenizer::Load(dir.path()), Error);  // no tokenizer.model
+  std::filesystem::copy_file(test::DataDir() / "hymba-1.5b" / "tokenizer.model", dir / "tokenizer.model");
+  for (const char* entry : {R"({"32001": {"content": "<x>", "special": "yes"}})", R"({"2147483647": {"content": "<x>"}})"}) {
+    test::WriteText(dir / "tokenizer_config.json", std::string(R"({"added_tokens_decoder": )") + entry + "}");
+    test::ExpectError([&] { Tokenizer::Load(dir.path()); }, {"tokenizer_config.json", "added_tokens_decoder"});
+  }
+  std::filesystem::remove(dir / "tokenizer_config.json");
   test::WriteText(dir / "tokenizer.model", "not a protobuf");
   try {
     Tokenizer::Load(dir.path());

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -19,6 +18,8 @@
 #include "commands.h"
 #include "hymba/chat_template.h"
 #include "hymba/hymba.h"
+#include "io/json.h"
+#include "io/text_file.h"
 
 namespace hymba::cli {
 namespace {
@@ -63,14 +64,7 @@ struct FedSequence {
 void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::path& messages_file, bool generation_prompt) {
   const Tokenizer tokenizer = Tokenizer::Load(model_dir);
   const ChatTemplate chat = LoadTemplate(model_dir, tokenizer);
-  std::ifstream in(messages_file);
-  if (!in) throw Error(messages_file.string() + ": cannot open");
-  Json conversation;
-  try {
-    conversation = Json::parse(in);
-  } catch (const Json::exception& e) {
-    throw Error(messages_file.string() + ": malformed JSON: " + e.what());
-  }
+  Json conversation = ParseJson<Json>(ReadSmallFile(messages_file), messages_file.string());
   if (conversation.is_array()) conversation = Json{{"messages", conversation}};
   if (!conversation.is_object() || !conversation.contains("messages") || !conversation["messages"].is_array()) {
     throw Error(messages_file.string() + ": expected a list of messages or an object with \"messages\"");

@@ -75,7 +75,7 @@ void PrintTopNextTokens(const std::filesystem::path& model_dir, std::span<const 
   for (size_t rank = 0; rank < count; ++rank) {
     const int32_t id = order[rank];
     const float logit = last_row[static_cast<size_t>(id)];
-    std::string text = tokenizer && id < tokenizer->vocab_size() ? nlohmann::json(tokenizer->Decode(std::vector<int32_t>{id})).dump() : "";
+    std::string text = tokenizer && id < tokenizer->vocab_size() ? nlohmann::json(tokenizer->Decode(std::vector<int32_t>{id})).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "";
     std::printf("| %zu | %d | %.4f | %.4f | %s |\n", rank + 1, id, std::exp(static_cast<double>(logit - max_logit)) / normalizer,
                 static_cast<double>(logit), text.c_str());
   }
@@ -157,7 +157,8 @@ Cli::Cli() : app_("hymba.cpp: inference for NVIDIA Hymba models") {
   CLI::Option* prompt_text =
       generate->add_option("-p,--prompt", generate_flags.prompt, "Prompt text (BOS added as tokenizer_config says)")
           ->each([this](const std::string&) { generate_flags.prompt_given = true; });
-  generate->add_option("-f,--file", generate_flags.prompt_file, "Read the prompt from this file (any size, any bytes)")
+  generate->add_option("-f,--file", generate_flags.prompt_file, "Read the prompt from this file or pipe (any bytes, up to 64 MiB)")
+      ->each([this](const std::string&) { generate_flags.prompt_from_file = true; })
       ->excludes(prompt_text);
   generate->add_option("-n,--n-predict", generate_flags.max_tokens, "Tokens to generate; -1 = until EOS or the context limit")
       ->capture_default_str();

@@ -32,7 +32,7 @@ struct GenerateFlags {
   std::string model_dir;
   std::string prompt;
   std::string prompt_file;  // -f: the prompt read from a file instead
-  bool prompt_given = false;
+  bool prompt_given = false, prompt_from_file = false;
   int max_tokens = -1;
   std::vector<std::string> stop;
   bool json = false;

@@ -98,14 +98,14 @@ Model LoadModel(const std::string& model_dir, int threads, Numerics numerics) {
 }
 
 void RunGenerate(const GenerateFlags& flags) {
+  if (!flags.prompt_given && !flags.prompt_from_file) throw Error("give the prompt with -p TEXT or -f FILE");
+  const std::string prompt_text = flags.prompt_from_file ? ReadSmallFile(flags.prompt_file) : flags.prompt;
   const Model model = LoadModel(flags.model_dir, flags.threads, flags.numerics);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
   GenerationOptions options;
   options.max_tokens = flags.max_tokens;
   options.stop = flags.stop;
   options.sampling = flags.sampling.Resolve();
-  if (!flags.prompt_given && flags.prompt_file.empty()) throw Error("give the prompt with -p TEXT or -f FILE");
-  const std::string prompt_text = flags.prompt_file.empty() ? flags.prompt : ReadSmallFile(flags.prompt_file);
   const std::vector<int32_t> prompt =
       tokenizer.Encode(prompt_text, {.add_bos = tokenizer.add_bos_token(), .parse_special = true});
   if (prompt.empty()) throw Error("the prompt is empty and the tokenizer adds no BOS; nothing to continue");
@@ -133,7 +133,7 @@ void RunGenerate(const GenerateFlags& flags) {
           {"prompt_tokens_per_second", result.prompt_seconds > 0 ? result.prompt_tokens / result.prompt_seconds : 0.0},
           {"generation_tokens_per_second",
            result.generation_seconds > 0 ? static_cast<double>(result.tokens.size()) / result.generation_seconds : 0.0}}}};
-    std::cout << out.dump() << "\n";
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";  // text may end mid-character
   } else {
     std::cout << "\n";
   }
