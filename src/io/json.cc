@@ -13,7 +13,7 @@ Json ParseJson(std::string_view text, const std::string& where, DuplicateKeys du
   // nlohmann keeps the last of duplicate keys; where two entries of one name
   // would be ambiguous (tensors of a checkpoint), they are found while parsing.
   std::vector<std::set<std::string>> keys_per_depth;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
+  auto callback = [&](int depth, typename json::parse_event_t event, json& parsed) {
     if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
         depth >= kMaxJsonDepth) {
       throw Error(where + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
