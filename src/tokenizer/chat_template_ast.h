@@ -15,7 +15,7 @@ namespace hymba::jinja {
 // files) to bounded time, memory and stack; real templates stay far below.
 constexpr int kMaxNesting = 100;                          // expression and block depth, and nested values
 constexpr size_t kMaxRenderBytes = size_t{64} << 20;      // the output, and any one string or list built
-constexpr uint64_t kMaxRenderSteps = 2'000'000;           // expressions evaluated and nodes run
+constexpr uint64_t kMaxRenderSteps = 1'000'000;           // expressions evaluated and nodes run
 
 struct Expr {
   enum Kind {
