@@ -4,6 +4,7 @@
 #include "hymba/bench.h"
 #include "hymba/config.h"
 #include "hymba/convert.h"
+#include "hymba/engine.h"
 #include "hymba/error.h"
 #include "hymba/info.h"
 #include "hymba/model.h"

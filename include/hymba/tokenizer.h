@@ -33,6 +33,11 @@ class Tokenizer {
   // Special tokens are skipped; byte-fallback pieces are joined into UTF-8.
   std::string Decode(std::span<const int32_t> ids) const;
 
+  // The text one token stands for inside decoded text, as OpenAI's logprobs
+  // show it: the word-boundary mark as a space, a byte-fallback piece as its
+  // single byte (possibly part of a UTF-8 character), special tokens as written.
+  std::string PieceText(int32_t id) const;
+
   // The byte of a byte-fallback piece such as <0xF0>; nullopt for other ids.
   std::optional<uint8_t> ByteValue(int32_t id) const;
 

@@ -232,6 +232,16 @@ std::optional<uint8_t> Tokenizer::ByteValue(int32_t id) const {
   return static_cast<uint8_t>(std::stoi(piece.substr(3, 2), nullptr, 16));
 }
 
+std::string Tokenizer::PieceText(int32_t id) const {
+  if (const std::optional<uint8_t> byte = ByteValue(id)) return std::string(1, static_cast<char>(*byte));
+  std::string text = impl_->TokenText(id);
+  static constexpr std::string_view kWordBoundary = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+  for (size_t at = text.find(kWordBoundary); at != std::string::npos; at = text.find(kWordBoundary, at + 1)) {
+    text.replace(at, kWordBoundary.size(), " ");
+  }
+  return text;
+}
+
 const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
 std::string Tokenizer::bos_token() const { return impl_->TokenText(impl_->bos); }
 std::string Tokenizer::eos_token() const { return impl_->TokenText(impl_->processor.eos_id()); }
