@@ -16,8 +16,11 @@
 // column, never silently ignored.
 #pragma once
 
+#include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -46,5 +49,24 @@ class ChatTemplate {
   std::string source_;
   std::unique_ptr<jinja::Node> root_;
 };
+
+class Tokenizer;
+
+// The tokenizer's chat template; throws hymba::Error naming `model_path`'s
+// tokenizer_config.json (or GGUF file) when the model has none.
+ChatTemplate LoadChatTemplate(const std::filesystem::path& model_path, const Tokenizer& tokenizer);
+
+// A conversation ({"messages": [...]} and anything else the template reads)
+// rendered as apply_chat_template renders it, with the tokenizer's bos_token
+// and eos_token unless the conversation sets them.
+std::string RenderConversation(const ChatTemplate& chat, const nlohmann::ordered_json& conversation,
+                               bool add_generation_prompt, const Tokenizer& tokenizer);
+// The rendering's tokens, as apply_chat_template(tokenize=True) gives them:
+// no BOS added, special-token text parsed (E7).
+std::vector<int32_t> EncodeConversation(const ChatTemplate& chat, const nlohmann::ordered_json& conversation,
+                                        const Tokenizer& tokenizer);
+// The strings that end a reply (E8): with a template whose turns start with
+// <extra_id_1> (Hymba's), the next turn's marker and </s>.
+std::vector<std::string> ReplyStopStrings(const ChatTemplate& chat);
 
 }  // namespace hymba

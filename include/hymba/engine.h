@@ -130,7 +130,11 @@ class Engine {
   Engine(const Model& model, const Tokenizer& tokenizer, EngineOptions options);
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
-  ~Engine();  // cancels everything and joins the engine thread
+  ~Engine();  // Shutdown()
+
+  // Cancels every queued and running request and stops the engine thread;
+  // later submissions are refused. Idempotent.
+  void Shutdown();
 
   // Text tokens a request may use, prompt and reply.
   int64_t context() const { return context_; }

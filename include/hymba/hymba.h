@@ -3,6 +3,7 @@
 
 #include "hymba/bench.h"
 #include "hymba/config.h"
+#include "hymba/chat_template.h"
 #include "hymba/convert.h"
 #include "hymba/engine.h"
 #include "hymba/error.h"

@@ -160,14 +160,18 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, EngineOptions opt
   thread_ = std::thread([this] { Loop(); });
 }
 
-Engine::~Engine() {
+Engine::~Engine() { Shutdown(); }
+
+void Engine::Shutdown() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
   for (const std::shared_ptr<Job>& job : queue_) job->Publish("", {}, FinishReason::kCancelled);
+  queue_.clear();
 }
 
 std::shared_ptr<Job> Engine::Submit(CompletionRequest request) {

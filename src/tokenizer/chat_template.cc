@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "hymba/error.h"
+#include "hymba/tokenizer.h"
 #include "tokenizer/chat_template_ast.h"
 
 namespace hymba {
@@ -686,6 +687,34 @@ ChatTemplate::~ChatTemplate() = default;
 
 std::string ChatTemplate::Render(const nlohmann::ordered_json& context) const {
   return jinja::Render(source_, *root_, context);
+}
+
+ChatTemplate LoadChatTemplate(const std::filesystem::path& model_path, const Tokenizer& tokenizer) {
+  if (tokenizer.chat_template().empty()) {
+    const std::filesystem::path source =
+        std::filesystem::is_directory(model_path) ? model_path / "tokenizer_config.json" : model_path;
+    throw Error(source.string() + ": no chat_template; this model has no chat format");
+  }
+  return ChatTemplate(tokenizer.chat_template());
+}
+
+std::string RenderConversation(const ChatTemplate& chat, const nlohmann::ordered_json& conversation,
+                               bool add_generation_prompt, const Tokenizer& tokenizer) {
+  nlohmann::ordered_json context = conversation;
+  context["add_generation_prompt"] = add_generation_prompt;
+  if (!context.contains("bos_token")) context["bos_token"] = tokenizer.bos_token();
+  if (!context.contains("eos_token")) context["eos_token"] = tokenizer.eos_token();
+  return chat.Render(context);
+}
+
+std::vector<int32_t> EncodeConversation(const ChatTemplate& chat, const nlohmann::ordered_json& conversation,
+                                        const Tokenizer& tokenizer) {
+  return tokenizer.Encode(RenderConversation(chat, conversation, true, tokenizer), {.add_bos = false, .parse_special = true});
+}
+
+std::vector<std::string> ReplyStopStrings(const ChatTemplate& chat) {
+  if (chat.Mentions("<extra_id_1>")) return {"<extra_id_1>", "</s>"};
+  return {};
 }
 
 }  // namespace hymba

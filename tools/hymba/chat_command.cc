@@ -26,29 +26,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-ChatTemplate LoadTemplate(const std::filesystem::path& model_dir, const Tokenizer& tokenizer) {
-  if (tokenizer.chat_template().empty()) {
-    const std::filesystem::path source =
-        std::filesystem::is_directory(model_dir) ? model_dir / "tokenizer_config.json" : model_dir;
-    throw Error(source.string() + ": no chat_template; this model has no chat format");
-  }
-  return ChatTemplate(tokenizer.chat_template());
-}
-
-Json RenderContext(const Json& conversation, bool generation_prompt, const Tokenizer& tokenizer) {
-  Json context = conversation;
-  context["add_generation_prompt"] = generation_prompt;
-  if (!context.contains("bos_token")) context["bos_token"] = tokenizer.bos_token();
-  if (!context.contains("eos_token")) context["eos_token"] = tokenizer.eos_token();
-  return context;
-}
-
-// The tokens a conversation's rendering turns into: as apply_chat_template,
-// without an added BOS, special-token text parsed (E7).
-std::vector<int32_t> PromptTokens(const ChatTemplate& chat, const Json& conversation, const Tokenizer& tokenizer) {
-  return tokenizer.Encode(chat.Render(RenderContext(conversation, true, tokenizer)), {.add_bos = false, .parse_special = true});
-}
-
 bool StartsWith(const std::vector<int32_t>& tokens, const std::vector<int32_t>& prefix) {
   return prefix.size() <= tokens.size() && std::equal(prefix.begin(), prefix.end(), tokens.begin());
 }
@@ -63,29 +40,24 @@ struct FedSequence {
 
 void RunPrompt(const std::filesystem::path& model_dir, const std::filesystem::path& messages_file, bool generation_prompt) {
   const Tokenizer tokenizer = Tokenizer::Load(model_dir);
-  const ChatTemplate chat = LoadTemplate(model_dir, tokenizer);
+  const ChatTemplate chat = LoadChatTemplate(model_dir, tokenizer);
   Json conversation = ParseJson<Json>(ReadSmallFile(messages_file), messages_file.string());
   if (conversation.is_array()) conversation = Json{{"messages", conversation}};
   if (!conversation.is_object() || !conversation.contains("messages") || !conversation["messages"].is_array()) {
     throw Error(messages_file.string() + ": expected a list of messages or an object with \"messages\"");
   }
-  std::cout << chat.Render(RenderContext(conversation, generation_prompt, tokenizer));
+  std::cout << RenderConversation(chat, conversation, generation_prompt, tokenizer);
 }
 
 void RunChat(const ChatFlags& flags) {
   const Model model = LoadModel(flags.model_dir, flags.threads, flags.numerics);
   const Tokenizer tokenizer = Tokenizer::Load(flags.model_dir);
-  const ChatTemplate chat = LoadTemplate(flags.model_dir, tokenizer);
+  const ChatTemplate chat = LoadChatTemplate(flags.model_dir, tokenizer);
   GenerationOptions options;
   options.max_tokens = flags.max_tokens;
   options.sampling = flags.sampling.Resolve();
   options.stop = flags.stop;
-  // E8: with a template whose turns start with <extra_id_1> (Hymba's), the
-  // text of the next turn or of </s> ends the reply.
-  if (chat.Mentions("<extra_id_1>")) {
-    options.stop.push_back("<extra_id_1>");
-    options.stop.push_back("</s>");
-  }
+  for (std::string& stop : ReplyStopStrings(chat)) options.stop.push_back(std::move(stop));
   const bool interactive = isatty(STDIN_FILENO) != 0;
 
   Json conversation = {{"messages", Json::array()}};
@@ -109,7 +81,7 @@ void RunChat(const ChatFlags& flags) {
     }
     if (line.empty()) continue;
     conversation["messages"].push_back({{"role", "user"}, {"content", line}});
-    const std::vector<int32_t> prompt = PromptTokens(chat, conversation, tokenizer);
+    const std::vector<int32_t> prompt = EncodeConversation(chat, conversation, tokenizer);
 
     FedSequence current = [&] {
       if (live && StartsWith(prompt, live->tokens)) return std::move(*live);

@@ -186,6 +186,7 @@ Cli::Cli() : app_("hymba.cpp: inference for NVIDIA Hymba models") {
   AddBenchCommand(app, bench_flags);
   AddConvertCommand(app, convert_flags);
   AddPerplexityCommand(app, perplexity_flags);
+  AddServeCommand(app, serve_flags);
 }
 
 void Cli::CheckFlags() const {
@@ -205,6 +206,7 @@ void Cli::Run() const {
   if (bench_flags.command->parsed()) RunBench(bench_flags);
   if (convert_flags.command->parsed()) RunConvert(convert_flags);
   if (perplexity_flags.command->parsed()) RunPerplexity(perplexity_flags);
+  if (serve_flags.command->parsed()) RunServe(serve_flags);
 }
 
 }  // namespace hymba::cli

@@ -47,6 +47,7 @@ class Cli {
   BenchFlags bench_flags;
   ConvertFlags convert_flags;
   PerplexityFlags perplexity_flags;
+  ServeFlags serve_flags;
 };
 
 }  // namespace hymba::cli

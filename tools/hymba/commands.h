@@ -12,6 +12,7 @@
 #include "hymba/generate.h"
 #include "hymba/quality.h"
 #include "hymba/sampling.h"
+#include "server.h"
 
 namespace hymba::cli {
 
@@ -79,6 +80,14 @@ struct PerplexityFlags {
 void AddPerplexityCommand(CLI::App& app, PerplexityFlags& flags);
 void RunPerplexity(const PerplexityFlags& flags);
 void RunBench(const BenchFlags& flags);
+
+struct ServeFlags {
+  server::ServerOptions options;
+  int64_t cache_mib = 1024;
+  CLI::App* command = nullptr;
+};
+void AddServeCommand(CLI::App& app, ServeFlags& flags);
+void RunServe(const ServeFlags& flags);
 
 // Loads a model with the -t thread count (0 = one per core).
 Model LoadModel(const std::string& model_dir, int threads, Numerics numerics);
