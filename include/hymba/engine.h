@@ -55,6 +55,7 @@ struct CompletionRequest {
   std::vector<std::string> stop;
   SamplingParams sampling;
   int top_logprobs = -1;  // -1: no log-probabilities; 0..20: the chosen token's and this many alternatives
+  bool keep_leading_space = false;  // the text continues the prompt's (completions); see TextStream
 };
 
 struct TokenLogprob {

@@ -18,10 +18,12 @@ namespace hymba {
 // Incremental detokenizer for generated tokens. Text is released only when it
 // is final: a character whose byte-fallback pieces have not all arrived, or a
 // tail that could still become a stop string, is held back. The first piece
-// loses its dummy-prefix space, as HF decoding of the generated ids does.
+// loses its dummy-prefix space, as HF decoding of the generated ids does,
+// unless `keep_leading_space` (text that continues a prompt, as a completion
+// API returns it: "Moses," then " And").
 class TextStream {
  public:
-  TextStream(const Tokenizer& tokenizer, std::vector<std::string> stop_strings);
+  TextStream(const Tokenizer& tokenizer, std::vector<std::string> stop_strings, bool keep_leading_space = false);
 
   // Adds a generated token; returns the text that became final.
   std::string Push(int32_t token);
@@ -37,6 +39,7 @@ class TextStream {
 
   const Tokenizer& tokenizer_;
   std::vector<std::string> stop_strings_;
+  bool keep_leading_space_;
   std::vector<int32_t> ids_;
   std::string emitted_;
   bool stopped_ = false;

@@ -79,9 +79,10 @@ class Sequence {
 // included, in one pass; or from the precomputed meta prefix (E4) in chunks.
 enum class LogitsMode { kFull, kChunked, kIncremental };
 
-// A Model computes on its own thread pool: one caller at a time may run
-// Append, AppendBatch or Logits (a server batches requests into AppendBatch
-// rather than calling from many threads). Sequences are independent objects.
+// A Model computes on its own thread pool, one call at a time: Append,
+// AppendBatch and Logits from several threads take turns (a server batches
+// requests into AppendBatch instead). Sequences are independent objects; one
+// sequence must not be advanced from two threads at once.
 class Model {
  public:
   // Loads a Hugging Face model directory (config.json and model.safetensors,

@@ -24,6 +24,8 @@ struct Model::Impl {
   Numerics numerics;
   std::vector<float> inv_freq;
   std::unique_ptr<ThreadPool> pool;
+  // The pool runs one computation at a time: callers on other threads wait.
+  mutable std::mutex compute;
   // State after the meta tokens, computed on first use (E4).
   mutable std::once_flag prefix_once;
   mutable std::optional<SequenceState> prefix;
@@ -66,6 +68,7 @@ struct Model::Impl {
   const SequenceState& Prefix() const {
     std::call_once(prefix_once, [&] {
       SequenceState state(config, numerics.cache);
+      const std::lock_guard lock(compute);
       if (config.num_memory_tokens > 0) {
         std::vector<float> x;
         EmbedMeta(x);
@@ -166,6 +169,7 @@ Sequence Model::NewSequence() const { return Sequence(std::make_unique<SequenceS
 
 std::vector<float> Model::Append(Sequence& sequence, std::span<const int32_t> tokens, bool all_logits) const {
   impl_->CheckTokens(tokens, sequence.positions());
+  const std::lock_guard lock(impl_->compute);
   std::vector<float> x;  // [tokens, hidden]
   impl_->Embed(tokens, x);
   const Segment segment{sequence.state_.get(), 0, tokens.size()};
@@ -186,6 +190,7 @@ std::vector<std::vector<float>> Model::AppendBatch(std::span<const BatchItem> it
     impl_->Embed(item.tokens, x);
   }
   if (segments.empty()) return {};
+  const std::lock_guard lock(impl_->compute);
   Forward(impl_->Context(), segments, x);
   std::vector<std::vector<float>> logits;
   for (const Segment& s : segments) logits.push_back(impl_->Head(x, s.first_row + s.rows - 1, 1));
@@ -204,6 +209,7 @@ std::vector<float> Model::Logits(std::span<const int32_t> tokens, LogitsMode mod
     SequenceState state(c, impl_->numerics.cache);
     const auto meta = static_cast<size_t>(c.num_memory_tokens);
     const Segment segment{&state, 0, meta + tokens.size()};
+    const std::lock_guard lock(impl_->compute);
     Forward(impl_->Context(), {&segment, 1}, x);
     return impl_->Head(x, meta, tokens.size());
   }

@@ -240,7 +240,7 @@ void Engine::Loop() {
       std::vector<float> cached_logits;
       auto slot = std::make_unique<Slot>(Slot{job, model_.NewSequence(), {}, 0,
                                               Sampler(request.sampling, static_cast<int32_t>(model_.config().vocab_size)),
-                                              TextStream(tokenizer_, request.stop), std::nullopt, 0});
+                                              TextStream(tokenizer_, request.stop, request.keep_leading_space), std::nullopt, 0});
       if (const Cache::Entry* saved = cache_->Find(request.prompt)) {
         slot->sequence = saved->state.Clone();
         slot->fed = saved->tokens;

@@ -7,8 +7,8 @@
 
 namespace hymba {
 
-TextStream::TextStream(const Tokenizer& tokenizer, std::vector<std::string> stop_strings)
-    : tokenizer_(tokenizer), stop_strings_(std::move(stop_strings)) {
+TextStream::TextStream(const Tokenizer& tokenizer, std::vector<std::string> stop_strings, bool keep_leading_space)
+    : tokenizer_(tokenizer), stop_strings_(std::move(stop_strings)), keep_leading_space_(keep_leading_space) {
   std::erase_if(stop_strings_, [](const std::string& s) { return s.empty(); });
 }
 
@@ -31,7 +31,10 @@ size_t TextStream::IncompleteUtf8Tail() const {
 std::string TextStream::Release(bool final) {
   if (stopped_) return "";
   const size_t stable = ids_.size() - (final ? 0 : IncompleteUtf8Tail());
-  const std::string decoded = tokenizer_.Decode(std::span(ids_).first(stable));
+  std::string decoded = tokenizer_.Decode(std::span(ids_).first(stable));
+  if (keep_leading_space_ && stable > 0 && tokenizer_.PieceText(ids_[0]).starts_with(' ') && !decoded.starts_with(' ')) {
+    decoded.insert(0, 1, ' ');
+  }
   size_t end = decoded.size();
   // The earliest stop string in the text not yet released ends generation.
   size_t longest_stop = 0;

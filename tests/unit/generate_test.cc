@@ -29,6 +29,19 @@ TEST(TextStream, NeverSplitsACharacterAcrossByteFallbackPieces) {
   EXPECT_EQ(stream.text(), "I 🦙 x");  // the first piece lost its dummy-prefix space
 }
 
+// Completion APIs return text that continues the prompt: its first space stays.
+TEST(TextStream, KeepsTheLeadingSpaceWhenAsked) {
+  const std::vector<int32_t> ids = RealTokenizer().Encode("And God", {});  // ▁And ▁God
+  TextStream kept(RealTokenizer(), {}, true);
+  EXPECT_EQ(PushAll(kept, ids), (std::vector<std::string>{" And", " God", ""}));
+  TextStream stripped(RealTokenizer(), {});
+  EXPECT_EQ(PushAll(stripped, ids), (std::vector<std::string>{"And", " God", ""}));
+  const std::vector<int32_t> byte_first = RealTokenizer().Encode("🦙 x", {});  // ▁ <0xF0>...
+  TextStream emoji(RealTokenizer(), {}, true);
+  PushAll(emoji, byte_first);
+  EXPECT_EQ(emoji.text(), " 🦙 x");
+}
+
 TEST(TextStream, UnfinishedCharacterAtTheEndIsReleasedByFinish) {
   const std::vector<int32_t> ids = RealTokenizer().Encode("🦙", {});
   TextStream stream(RealTokenizer(), {});

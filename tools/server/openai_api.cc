@@ -258,6 +258,7 @@ ApiRequest ParseChatRequest(const Json& body, const ChatTemplate& chat, const To
 
 ApiRequest ParseCompletionRequest(const Json& body, const Tokenizer& tokenizer) {
   ApiRequest request = ParseCommon(body, tokenizer);
+  request.completion.keep_leading_space = true;
   const Json* prompt = Field(body, "prompt");
   if (prompt != nullptr && prompt->is_array() && prompt->size() == 1 && ((*prompt)[0].is_string() || (*prompt)[0].is_array())) {
     prompt = &(*prompt)[0];  // a batch of one
