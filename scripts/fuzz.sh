@@ -22,7 +22,7 @@ if [[ "${1:-}" == "-t" ]]; then
   seconds=$2
   shift 2
 fi
-all_targets=(safetensors safetensors_index config gguf tokenizer chat_template cli)
+read -r -a all_targets <<<"$(sed -n 's/^set(HYMBA_FUZZ_TARGETS \(.*\))$/\1/p' fuzz/CMakeLists.txt)"
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
 for target in "${targets[@]}"; do

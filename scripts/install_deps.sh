@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config
   libsentencepiece-dev nlohmann-json3-dev libcli11-dev libhwy-dev
-  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
 )
 for option in "$@"; do
   case "$option" in
@@ -14,7 +14,13 @@ for option in "$@"; do
     --with-reference) packages+=(python3 python3-numpy python3-torch python3-sentencepiece python3-jinja2) ;;
     # libFuzzer and clang's sanitizers (scripts/fuzz.sh).
     --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
-    *) echo "install_deps.sh: unknown option $option (--with-reference, --with-fuzz)" >&2; exit 2 ;;
+    # The server's client tests (tests/server/): Chromium for the chat page,
+    # Node.js and npm for the openai package unless a Node.js is already here.
+    --with-server-tests)
+      packages+=(chromium)
+      command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+      ;;
+    *) echo "install_deps.sh: unknown option $option (--with-reference, --with-fuzz, --with-server-tests)" >&2; exit 2 ;;
   esac
 done
 

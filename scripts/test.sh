@@ -4,12 +4,15 @@
 #      checks that the committed copies still match;
 #   2. a Release build with warnings as errors, and every test under CTest;
 #   3. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer;
-#   4. every fuzz target for 60 s, with clang's libFuzzer, ASan and UBSan.
+#   4. `hymba serve` against real clients: the openai npm package, the chat
+#      page in headless Chromium, a load test of 16 streaming clients x 50
+#      requests checked against the same requests served alone;
+#   5. every fuzz target for 30 s, with clang's libFuzzer, ASan and UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-scripts/install_deps.sh --with-reference
+scripts/install_deps.sh --with-reference --with-server-tests
 
 echo "== Float64 reference: regenerate fixtures and tokenizer cases, compare with the committed ones"
 /usr/bin/python3 tests/reference/make_fixtures.py --check
@@ -28,5 +31,10 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
+echo "== Server with real clients (tests/server/)"
+(cd tests/server && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/server && node --test --test-concurrency=1 openai_client.test.mjs chat_page.test.mjs)
+node tests/server/load_test.mjs --clients 16 --requests 50
+
 echo "== Fuzzing (scripts/fuzz.sh)"
-scripts/fuzz.sh -t 60
+scripts/fuzz.sh -t 30

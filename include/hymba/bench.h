@@ -22,6 +22,9 @@ struct BenchOptions {
   std::vector<int> generate_sizes{128};  // tg tests
   std::vector<int> depths{0};            // tokens already in the sequence before each test
   std::vector<int> threads{0};           // 0 = one per core
+  // Sequences decoding together in tg tests (Model::AppendBatch, as the
+  // server's continuous batching runs them); tokens/s counts all of them.
+  std::vector<int> parallel{1};
   int repetitions = 5;
   Numerics numerics{};
   std::function<void(const std::string&)> progress;  // one line per finished measurement, optional
@@ -32,11 +35,13 @@ struct BenchResult {
   int threads = 0;
   int tokens = 0;
   int depth = 0;
+  int streams = 1;                 // sequences decoding together (tg)
   bool prompt = false;             // pp (true) or tg (false)
   std::vector<double> samples;     // tokens/s of each repetition
   double mean = 0, stddev = 0;     // tokens/s
-  // Yardstick, as tokens/s: the bandwidth roofline for tg, sgemm at the
-  // model's shapes for pp; achieved = mean / yardstick.
+  // Yardstick, as tokens/s: the bandwidth roofline for tg (for N streams, N
+  // tokens per reading of the weights), sgemm at the model's shapes for pp;
+  // achieved = mean / yardstick.
   double yardstick_tokens_per_second = 0;
   double achieved = 0;
   double engine_rate = 0;          // GB/s of weights read (tg) or GFLOP/s of matrix products (pp)

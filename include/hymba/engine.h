@@ -152,9 +152,13 @@ class Engine {
  private:
   struct Slot;
   void Loop();
+  // Gives a queued request a slot, from the longest saved prefix of its prompt.
+  void Join(const std::shared_ptr<Job>& job);
   void Step();
-  // Draws the slot's next token from `logits` and publishes it, or finishes.
+  // Draws the slot's next token from `logits` and publishes it, or finishes
+  // (with kError when sampling or decoding throws).
   void Sample(Slot& slot, std::span<const float> logits);
+  void SampleOrFinish(Slot& slot, std::span<const float> logits);
   // `logits` (after the last fed token) are saved with the state for reuse.
   void Finish(Slot& slot, FinishReason reason, std::span<const float> logits, const std::string& error = "");
 

@@ -124,6 +124,9 @@ BenchReport RunBench(const BenchOptions& options) {
   check_sizes(options.generate_sizes, "-n");
   check_sizes(options.depths, "-d");
   check_sizes(options.threads, "-t");
+  for (int streams : options.parallel) {
+    if (streams < 1) throw Error("bench: --parallel values must be >= 1, got " + std::to_string(streams));
+  }
   auto say = [&](const std::string& line) {
     if (options.progress) options.progress(line);
   };
@@ -159,27 +162,36 @@ BenchReport RunBench(const BenchOptions& options) {
       if (depth > 0) model.Append(starts.back(), RandomTokens(rng, c.vocab_size, depth));
     }
     std::vector<std::vector<BenchResult>> by_depth(options.depths.size());  // reported depth by depth
-    auto run_test = [&](int tokens, bool prompt, double yardstick_rate, double yardstick_tokens_per_second,
+    auto run_test = [&](int tokens, bool prompt, int streams, double yardstick_rate, double yardstick_tokens_per_second,
                         double work_per_token) {
       std::vector<BenchResult> at_depth(options.depths.size());
       for (size_t i = 0; i < at_depth.size(); ++i) {
         const int depth = options.depths[i];
         BenchResult& r = at_depth[i];
-        r.test = (prompt ? "pp" : "tg") + std::to_string(tokens) + (depth > 0 ? " @ d" + std::to_string(depth) : "");
-        r.threads = threads, r.tokens = tokens, r.depth = depth, r.prompt = prompt;
+        r.test = (prompt ? "pp" : "tg") + std::to_string(tokens) + (streams > 1 ? " x" + std::to_string(streams) : "") +
+                 (depth > 0 ? " @ d" + std::to_string(depth) : "");
+        r.threads = threads, r.tokens = tokens, r.depth = depth, r.streams = streams, r.prompt = prompt;
       }
       for (int rep = 0; rep < options.repetitions + 1; ++rep) {  // the first run warms up
         for (size_t i = 0; i < at_depth.size(); ++i) {
-          Sequence sequence = starts[i].Clone();
+          std::vector<Sequence> sequences;
+          for (int s = 0; s < streams; ++s) sequences.push_back(starts[i].Clone());
           // A warm-up decode step is one token; a prompt is timed whole.
           const std::vector<int32_t> input = RandomTokens(rng, c.vocab_size, rep == 0 && !prompt ? 1 : tokens);
           const auto begin = Clock::now();
           if (prompt) {
-            model.Append(sequence, input);
+            model.Append(sequences[0], input);
+          } else if (streams == 1) {
+            for (int32_t token : input) model.Append(sequences[0], std::span(&token, 1));
           } else {
-            for (int32_t token : input) model.Append(sequence, std::span(&token, 1));
+            std::vector<Model::BatchItem> batch;
+            for (Sequence& sequence : sequences) batch.push_back({&sequence, {}});
+            for (const int32_t& token : input) {
+              for (Model::BatchItem& item : batch) item.tokens = std::span(&token, 1);
+              model.AppendBatch(batch);
+            }
           }
-          if (rep > 0) at_depth[i].samples.push_back(tokens / Seconds(begin));
+          if (rep > 0) at_depth[i].samples.push_back(static_cast<double>(tokens) * streams / Seconds(begin));
         }
       }
       for (size_t i = 0; i < at_depth.size(); ++i) {
@@ -197,12 +209,14 @@ BenchReport RunBench(const BenchOptions& options) {
       if (prompt == 0) continue;
       const double sgemm = MeasureSgemm(shapes, prompt, static_cast<size_t>(threads), 2);
       const auto flops = static_cast<double>(report.matmul_flops_per_token);
-      run_test(prompt, true, sgemm, sgemm * 1e9 / flops, flops / 1e9);
+      run_test(prompt, true, 1, sgemm, sgemm * 1e9 / flops, flops / 1e9);
     }
     for (int generate : options.generate_sizes) {
       if (generate == 0) continue;
       const auto bytes = static_cast<double>(report.bytes_per_token);
-      run_test(generate, false, bandwidth, bandwidth * 1e9 / bytes, bytes / 1e9);
+      for (int streams : options.parallel) {
+        run_test(generate, false, streams, bandwidth, streams * bandwidth * 1e9 / bytes, bytes / 1e9 / streams);
+      }
     }
     for (auto& results : by_depth) std::move(results.begin(), results.end(), std::back_inserter(report.results));
   }

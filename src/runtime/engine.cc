@@ -229,36 +229,47 @@ void Engine::Loop() {
       metrics_.busy_slots = static_cast<int>(slots_.size() + joining.size());
     }
     for (std::shared_ptr<Job>& job : joining) {
+      auto end_unstarted = [&](FinishReason reason, const std::string& error) {
+        {
+          std::lock_guard lock(mutex_);
+          ++metrics_.requests_cancelled;
+          --metrics_.busy_slots;
+        }
+        job->Publish("", {}, reason, error);
+      };
       if (job->cancelled()) {
-        job->Publish("", {}, FinishReason::kCancelled);
-        std::lock_guard lock(mutex_);
-        ++metrics_.requests_cancelled;
-        --metrics_.busy_slots;
+        end_unstarted(FinishReason::kCancelled, "");
         continue;
       }
-      const CompletionRequest& request = job->request_;
-      std::vector<float> cached_logits;
-      auto slot = std::make_unique<Slot>(Slot{job, model_.NewSequence(), {}, 0,
-                                              Sampler(request.sampling, static_cast<int32_t>(model_.config().vocab_size)),
-                                              TextStream(tokenizer_, request.stop, request.keep_leading_space), std::nullopt, 0});
-      if (const Cache::Entry* saved = cache_->Find(request.prompt)) {
-        slot->sequence = saved->state.Clone();
-        slot->fed = saved->tokens;
-        slot->prompt_fed = saved->tokens.size();
-        cached_logits = saved->logits;
-        job->cached_tokens_ = static_cast<int>(saved->tokens.size());
-      }
-      for (int32_t token : request.prompt) slot->sampler.Accept(token);
-      slots_.push_back(std::move(slot));
-      // A prompt that was saved whole needs no step: draw its first token now.
-      if (!slots_.back()->reading_prompt()) {
-        Sample(*slots_.back(), cached_logits);
+      try {
+        Join(job);
+      } catch (const std::exception& e) {  // out of memory copying a state: this request fails, not the server
+        end_unstarted(FinishReason::kError, e.what());
       }
     }
     std::erase_if(slots_, [](const std::unique_ptr<Slot>& slot) { return slot->job == nullptr; });
     if (!slots_.empty()) Step();
   }
   for (const std::unique_ptr<Slot>& slot : slots_) slot->job->Publish("", {}, FinishReason::kCancelled);
+}
+
+void Engine::Join(const std::shared_ptr<Job>& job) {
+  const CompletionRequest& request = job->request_;
+  std::vector<float> cached_logits;
+  auto slot = std::make_unique<Slot>(Slot{job, model_.NewSequence(), {}, 0,
+                                          Sampler(request.sampling, static_cast<int32_t>(model_.config().vocab_size)),
+                                          TextStream(tokenizer_, request.stop, request.keep_leading_space), std::nullopt, 0});
+  if (const Cache::Entry* saved = cache_->Find(request.prompt)) {
+    slot->sequence = saved->state.Clone();
+    slot->fed = saved->tokens;
+    slot->prompt_fed = saved->tokens.size();
+    cached_logits = saved->logits;
+    job->cached_tokens_ = static_cast<int>(saved->tokens.size());
+  }
+  for (int32_t token : request.prompt) slot->sampler.Accept(token);
+  slots_.push_back(std::move(slot));
+  // A prompt that was saved whole needs no step: draw its first token now.
+  if (!slots_.back()->reading_prompt()) Sample(*slots_.back(), cached_logits);
 }
 
 void Engine::Step() {
@@ -311,7 +322,10 @@ void Engine::Step() {
     if (slot.reading_prompt()) {
       slot.prompt_fed += fed.size();
       if (slot.reading_prompt()) continue;
-      cache_->Store(slot.fed, slot.sequence.Clone(), logits[i]);
+      try {
+        cache_->Store(slot.fed, slot.sequence.Clone(), logits[i]);
+      } catch (const std::bad_alloc&) {  // no copy saved: the request goes on without one
+      }
     }
     Sample(slot, logits[i]);
   }
@@ -319,6 +333,14 @@ void Engine::Step() {
 }
 
 void Engine::Sample(Slot& slot, std::span<const float> logits) {
+  try {
+    SampleOrFinish(slot, logits);
+  } catch (const std::exception& e) {  // e.g. every token banned by logit_bias
+    Finish(slot, FinishReason::kError, {}, e.what());
+  }
+}
+
+void Engine::SampleOrFinish(Slot& slot, std::span<const float> logits) {
   const CompletionRequest& request = slot.request();
   if (request.max_tokens >= 0 && slot.generated >= request.max_tokens) {
     Finish(slot, FinishReason::kLength, logits);
@@ -347,11 +369,13 @@ void Engine::Sample(Slot& slot, std::span<const float> logits) {
 
 void Engine::Finish(Slot& slot, FinishReason reason, std::span<const float> logits, const std::string& error) {
   const bool completed = reason == FinishReason::kStop || reason == FinishReason::kLength;
-  slot.job->Publish(completed ? slot.stream.Finish() : "", {}, reason, error);
+  const std::string text = completed ? slot.stream.Finish() : "";
   if (completed && !logits.empty()) {
     cache_->Store(std::move(slot.fed), std::move(slot.sequence), {logits.begin(), logits.end()});
   }
   {
+    // Counted before the job hears it has finished, so that what the job's
+    // owner reads next in metrics() already includes it.
     std::lock_guard lock(mutex_);
     --metrics_.busy_slots;
     if (completed) {
@@ -365,6 +389,7 @@ void Engine::Finish(Slot& slot, FinishReason reason, std::span<const float> logi
     metrics_.cache_entries = static_cast<int64_t>(cache_->entries.size());
     metrics_.cache_bytes = cache_->bytes;
   }
+  slot.job->Publish(text, {}, reason, error);
   slot.job = nullptr;
 }
 

@@ -226,6 +226,18 @@ TEST(Engine, LogprobsAreTheModelsLogSoftmax) {
   }
 }
 
+// A request that cannot go on fails alone; the engine serves the next one.
+TEST(Engine, AFailingRequestEndsWithItsErrorAndTheEngineGoesOn) {
+  Engine engine(shipped().model, shipped().tokenizer, {});
+  CompletionRequest banned = Greedy(Prompt("And"), 4);
+  for (int32_t id = 0; id < 1024; ++id) banned.sampling.logit_bias[id] = -INFINITY;
+  const Outcome failed = Collect(*engine.Submit(banned));
+  EXPECT_EQ(failed.finish, FinishReason::kError);
+  EXPECT_NE(failed.error.find("every token is banned"), std::string::npos) << failed.error;
+  EXPECT_EQ(Collect(*engine.Submit(Greedy(Prompt("And"), 4))).finish, FinishReason::kLength);
+  EXPECT_EQ(engine.metrics().busy_slots, 0);
+}
+
 TEST(Engine, DestroyingTheEngineCancelsWhatIsLeft) {
   std::shared_ptr<Job> job;
   {

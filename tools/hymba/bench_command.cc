@@ -27,8 +27,9 @@ void PrintMarkdown(const BenchReport& report) {
     const std::string engine = r.prompt ? Format("%.1f GFLOP/s", r.engine_rate) : Format("%.1f GB/s", r.engine_rate);
     const std::string yardstick =
         r.prompt ? Format("sgemm %.1f GFLOP/s = %.2f t/s", r.yardstick_rate, r.yardstick_tokens_per_second)
-                 : Format("%.1f GB/s / %.2f GB = %.2f t/s", r.yardstick_rate,
-                          static_cast<double>(report.bytes_per_token) / 1e9, r.yardstick_tokens_per_second);
+                 : (r.streams > 1 ? std::to_string(r.streams) + " x " : "") +
+                       Format("%.1f GB/s / %.2f GB = %.2f t/s", r.yardstick_rate,
+                              static_cast<double>(report.bytes_per_token) / 1e9, r.yardstick_tokens_per_second);
     std::cout << "| " << report.model_name << " | " << size << " | " << params << " | " << report.weight_type << " | "
               << r.threads << " | " << r.test << " | " << Format("%.2f ± %.2f", r.mean, r.stddev) << " | " << engine
               << " | " << yardstick << " | " << Format("%.1f %%", 100.0 * r.achieved) << " |\n";
@@ -45,6 +46,7 @@ void PrintJson(const BenchReport& report) {
                        {"threads", r.threads},
                        {"tokens", r.tokens},
                        {"depth", r.depth},
+                       {"streams", r.streams},
                        {"samples_ts", r.samples},
                        {"avg_ts", r.mean},
                        {"stddev_ts", r.stddev},
@@ -80,6 +82,10 @@ void AddBenchCommand(CLI::App& app, BenchFlags& flags) {
       ->delimiter(',')
       ->capture_default_str();
   bench->add_option("-t,--threads", flags.options.threads, "Thread counts, comma-separated; 0 = one per core")
+      ->delimiter(',')
+      ->capture_default_str();
+  bench->add_option("--parallel", flags.options.parallel,
+                    "Sequences decoding together in tg tests (batched, as the server runs them), comma-separated")
       ->delimiter(',')
       ->capture_default_str();
   AddNumericsOptions(bench, flags.options.numerics);

@@ -84,13 +84,13 @@ ApiRequest ParseCommon(const Json& body, const Tokenizer& tokenizer) {
   SamplingParams& sampling = completion.sampling;
   sampling.temperature = static_cast<float>(Number(body, "temperature", 0, 2, sampling.temperature));
   sampling.top_p = static_cast<float>(Number(body, "top_p", 0, 1, sampling.top_p));
-  if (sampling.top_p == 0) Fail("top_p", "must be in (0, 1]", body["top_p"]);
+  if (sampling.top_p == 0) Fail("top_p", "must be in (0, 1]", *Field(body, "top_p"));
   sampling.top_k = static_cast<int>(Integer(body, "top_k", 0, INT32_MAX, sampling.top_k));
   sampling.min_p = static_cast<float>(Number(body, "min_p", 0, 1, sampling.min_p));
   sampling.presence_penalty = static_cast<float>(Number(body, "presence_penalty", -2, 2, 0));
   sampling.frequency_penalty = static_cast<float>(Number(body, "frequency_penalty", -2, 2, 0));
   sampling.repeat_penalty = static_cast<float>(Number(body, "repeat_penalty", 0, 10, sampling.repeat_penalty));
-  if (sampling.repeat_penalty == 0) Fail("repeat_penalty", "must be in (0, 10]", body["repeat_penalty"]);
+  if (sampling.repeat_penalty == 0) Fail("repeat_penalty", "must be in (0, 10]", *Field(body, "repeat_penalty"));
   if (sampling.presence_penalty != 0 || sampling.frequency_penalty != 0) sampling.repeat_last_n = -1;  // OpenAI: the whole text
   if (const Json* seed = Field(body, "seed")) {
     if (!seed->is_number_integer()) Fail("seed", "must be an integer", *seed);
