@@ -16,9 +16,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const hymba::Tokenizer tokenizer = hymba::Tokenizer::Load(HYMBA_TEST_DATA "/hymba-1.5b");
   static const hymba::ChatTemplate chat(tokenizer.chat_template());
-  hymba::server::Json body;
+  hymba::server::Body body;
   try {
-    body = hymba::ParseJson<hymba::server::Json>(hymba::fuzz::AsText(data, size), "request body");
+    body = hymba::ParseJson<hymba::server::Body>(hymba::fuzz::AsText(data, size), "request body");
   } catch (const hymba::Error&) {
     return 0;
   }
@@ -27,8 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const hymba::server::ApiRequest request = chat_endpoint ? hymba::server::ParseChatRequest(body, chat, tokenizer)
                                                               : hymba::server::ParseCompletionRequest(body, tokenizer);
       if (request.completion.prompt.empty()) __builtin_trap();  // accepted requests always have a prompt
+      size_t text_offset = 0;
       hymba::server::Dump(hymba::server::StreamChunk({chat_endpoint, "id", 0, "m"}, "text", {}, request, true,
-                                                     hymba::FinishReason::kNone, tokenizer));
+                                                     hymba::FinishReason::kNone, tokenizer, text_offset));
     } catch (const hymba::server::ApiError& e) {
       if (e.status != 400) __builtin_trap();
     }

@@ -41,10 +41,10 @@ namespace hymba {
 
 struct EngineOptions {
   int slots = 4;           // sequences that advance together (--parallel)
-  int max_queued = 64;     // requests waiting for a slot; more are refused
+  int max_queued = 64;     // requests waiting for a slot (at most 4096); more are refused
   int prefill_chunk = 256; // prompt tokens a sequence feeds per step
-  // Text tokens per sequence, prompt and reply (the meta tokens come on top);
-  // 0: as many as max_position_embeddings leaves.
+  // Text tokens per request, prompt and reply together (the meta tokens come
+  // on top); 0: as many as max_position_embeddings leaves.
   int64_t context = 0;
   int64_t cache_bytes = int64_t{1} << 30;  // saved states kept for reuse
 };
@@ -152,6 +152,8 @@ class Engine {
  private:
   struct Slot;
   void Loop();
+  // Removes queued requests whose client has gone (mutex_ held).
+  void DropCancelledQueued();
   // Gives a queued request a slot, from the longest saved prefix of its prompt.
   void Join(const std::shared_ptr<Job>& job);
   void Step();

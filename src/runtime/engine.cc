@@ -85,8 +85,15 @@ struct Engine::Cache {
     return &entries.front();
   }
 
+  static int64_t EntryBytes(const Sequence& state, size_t tokens, size_t logits) {
+    return static_cast<int64_t>(state.bytes() + (tokens + logits) * sizeof(float));
+  }
+  bool Fits(const Sequence& state, size_t tokens, size_t logits) const {
+    return EntryBytes(state, tokens, logits) <= budget;
+  }
+
   void Store(std::vector<int32_t> tokens, Sequence state, std::vector<float> logits) {
-    const auto entry_bytes = static_cast<int64_t>(state.bytes() + (tokens.size() + logits.size()) * sizeof(float));
+    const int64_t entry_bytes = EntryBytes(state, tokens.size(), logits.size());
     if (entry_bytes > budget) return;
     std::erase_if(entries, [&](const Entry& e) {
       if (e.tokens != tokens) return false;
@@ -147,7 +154,9 @@ Engine::Engine(const Model& model, const Tokenizer& tokenizer, EngineOptions opt
   const Config& config = model.config();
   const int64_t most = config.max_position_embeddings - config.num_memory_tokens;
   if (options_.slots < 1 || options_.slots > 256) throw Error("--parallel must be in [1, 256], got " + std::to_string(options_.slots));
-  if (options_.max_queued < 0) throw Error("the queue limit must not be negative");
+  if (options_.max_queued < 0 || options_.max_queued > 4096) {
+    throw Error("--max-queue must be in [0, 4096], got " + std::to_string(options_.max_queued));
+  }
   if (options_.prefill_chunk < 1) throw Error("the prefill chunk must be at least 1 token");
   if (options_.context < 0 || options_.context > most) {
     throw Error("--ctx must be in [1, " + std::to_string(most) + "] (max_position_embeddings " +
@@ -198,6 +207,7 @@ std::shared_ptr<Job> Engine::Submit(CompletionRequest request) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return nullptr;
+    DropCancelledQueued();
     if (static_cast<int>(queue_.size()) >= options_.max_queued + options_.slots - metrics_.busy_slots) {
       ++metrics_.requests_refused;
       return nullptr;
@@ -207,6 +217,16 @@ std::shared_ptr<Job> Engine::Submit(CompletionRequest request) {
   }
   wake_.notify_all();
   return job;
+}
+
+void Engine::DropCancelledQueued() {
+  std::erase_if(queue_, [&](const std::shared_ptr<Job>& job) {
+    if (!job->cancelled()) return false;
+    job->Publish("", {}, FinishReason::kCancelled);
+    ++metrics_.requests_cancelled;
+    return true;
+  });
+  metrics_.queued = static_cast<int>(queue_.size());
 }
 
 EngineMetrics Engine::metrics() const {
@@ -221,6 +241,7 @@ void Engine::Loop() {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !slots_.empty(); });
       if (stopping_) break;
+      DropCancelledQueued();
       while (!queue_.empty() && static_cast<int>(slots_.size() + joining.size()) < options_.slots) {
         joining.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -264,6 +285,7 @@ void Engine::Join(const std::shared_ptr<Job>& job) {
     slot->fed = saved->tokens;
     slot->prompt_fed = saved->tokens.size();
     cached_logits = saved->logits;
+    std::lock_guard lock(job->mutex_);  // Wait() reads it on the consumer's thread
     job->cached_tokens_ = static_cast<int>(saved->tokens.size());
   }
   for (int32_t token : request.prompt) slot->sampler.Accept(token);
@@ -323,7 +345,9 @@ void Engine::Step() {
       slot.prompt_fed += fed.size();
       if (slot.reading_prompt()) continue;
       try {
-        cache_->Store(slot.fed, slot.sequence.Clone(), logits[i]);
+        if (cache_->Fits(slot.sequence, slot.fed.size(), logits[i].size())) {
+          cache_->Store(slot.fed, slot.sequence.Clone(), logits[i]);
+        }
       } catch (const std::bad_alloc&) {  // no copy saved: the request goes on without one
       }
     }
@@ -360,7 +384,7 @@ void Engine::SampleOrFinish(Slot& slot, std::span<const float> logits) {
   if (slot.stream.stopped()) {
     Finish(slot, FinishReason::kStop, logits);
   } else if ((request.max_tokens >= 0 && slot.generated >= request.max_tokens) ||
-             static_cast<int64_t>(slot.fed.size()) >= context_) {
+             static_cast<int64_t>(slot.fed.size()) + 1 >= context_) {  // prompt + completion fill the context
     Finish(slot, FinishReason::kLength, logits);
   } else {
     slot.next_token = token;

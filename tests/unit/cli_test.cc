@@ -159,3 +159,22 @@ TEST(Cli, CacheTypeF16) {
 
 }  // namespace
 }  // namespace hymba
+
+namespace hymba {
+namespace {
+
+TEST(ServeCli, BadModelAndFlagsExitNonZeroWithTheReason) {
+  test::CommandResult result = test::RunCli({"serve", "-m", "/nonexistent/model", "--port", "0"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("/nonexistent/model does not exist"), std::string::npos) << result.err;
+  result = test::RunCli({"serve", "-m", (test::DataDir() / ".." / ".." / "models" / "hymba-kjv-tiny").string(), "--port",
+                         "0", "--parallel", "0"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("--parallel must be in [1, 256], got 0"), std::string::npos) << result.err;
+  result = test::RunCli({"serve", "-m", "x", "--port", "70000"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.err.find("--port must be in [0, 65535], got 70000"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace hymba

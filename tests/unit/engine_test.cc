@@ -173,6 +173,24 @@ TEST(Engine, CancelFreesTheSlotForTheNextRequest) {
   EXPECT_EQ(engine.metrics().requests_cancelled, 1);
 }
 
+// A request cancelled while it waits gives its place in the queue back.
+TEST(Engine, CancelledWhileQueuedLeavesTheQueue) {
+  Engine engine(shipped().model, shipped().tokenizer, {.slots = 1, .max_queued = 1});
+  CompletionRequest endless = Greedy(Prompt("And"), -1);
+  endless.sampling.logit_bias[2] = -INFINITY;
+  const std::shared_ptr<Job> running = engine.Submit(endless);
+  while (running->Wait(100ms).tokens.empty()) {
+  }
+  const std::shared_ptr<Job> waiting = engine.Submit(Greedy(Prompt("Jesus"), 3));
+  ASSERT_NE(waiting, nullptr);
+  waiting->Cancel();
+  const std::shared_ptr<Job> next = engine.Submit(Greedy(Prompt("Moses"), 3));
+  ASSERT_NE(next, nullptr) << "the cancelled request still held the queue";
+  EXPECT_EQ(Collect(*waiting).finish, FinishReason::kCancelled);
+  running->Cancel();
+  EXPECT_EQ(Collect(*next).finish, FinishReason::kLength);
+}
+
 TEST(Engine, ContextLimits) {
   Engine engine(shipped().model, shipped().tokenizer, {.context = 12});
   EXPECT_EQ(engine.context(), 12);
@@ -187,7 +205,7 @@ TEST(Engine, ContextLimits) {
   request.sampling.logit_bias[2] = -INFINITY;
   const Outcome outcome = Collect(*engine.Submit(request));
   EXPECT_EQ(outcome.finish, FinishReason::kLength);
-  EXPECT_EQ(outcome.completion_tokens, 4);  // 9 + 3 fed = 12 positions, and one more drawn
+  EXPECT_EQ(outcome.completion_tokens, 3);  // prompt and completion fill the 12 tokens
   const int64_t most = shipped().model.config().max_position_embeddings - shipped().model.config().num_memory_tokens;
   test::ExpectError([&] { Engine(shipped().model, shipped().tokenizer, {.context = most + 1}); }, {"--ctx must be in [1, 2048]"});
   test::ExpectError([&] { Engine(shipped().model, shipped().tokenizer, {.slots = 0}); }, {"--parallel"});

@@ -278,6 +278,8 @@ TEST(Server, ErrorsAsOpenAIReportsThem) {
   top["top_logprobs"] = 3;
   ExpectApiError(Post(client, "/v1/chat/completions", top), 400, "'top_logprobs' needs \"logprobs\": true");
   ExpectApiError(Post(client, "/v1/completions", {{"max_tokens", 1}}), 400, "'prompt' is required");
+  ExpectApiError(Post(client, "/v1/completions", {{"prompt", "x"}, {"stop", std::string(300, 'a')}}), 400,
+                 "'stop' must hold non-empty strings of at most 256 bytes");
   ExpectApiError(Post(client, "/v1/completions", {{"prompt", {1, -4}}}), 400, "token ids must be integers in [0, 1023], got -4");
   ExpectApiError(Post(client, "/v1/completions", {{"prompt", {"a", "b"}}}), 400, "send one per request");
 
@@ -290,6 +292,14 @@ TEST(Server, ErrorsAsOpenAIReportsThem) {
   EXPECT_EQ(missing->status, 404);
   EXPECT_NE(Json::parse(missing->body)["error"]["message"].get<std::string>().find("no such endpoint: GET /v2/nothing"),
             std::string::npos);
+
+  // Many keys parse in n log n; unknown fields are ignored.
+  ServerOptions roomy = Options();
+  RunningServer large(roomy);
+  httplib::Client large_client = large.Client();
+  Json many = {{"prompt", "x"}, {"max_tokens", 1}};
+  for (int i = 0; i < 200000; ++i) many["k" + std::to_string(i)] = i;
+  EXPECT_EQ(Post(large_client, "/v1/completions", many).first, 200);
 
   const httplib::Result big = client.Post("/v1/completions", std::string(5000, ' '), "application/json");
   ASSERT_TRUE(big);
@@ -316,10 +326,12 @@ TEST(Server, ApiKeyAndCors) {
   cors.cors_origin = "https://example.org";
   RunningServer open(cors);
   httplib::Client cors_client = open.Client();
-  const httplib::Result preflight = cors_client.Options("/v1/chat/completions");
+  const httplib::Result preflight = cors_client.Options(
+      "/v1/chat/completions", {{"Access-Control-Request-Headers", "authorization, content-type, x-stainless-os"}});
   ASSERT_TRUE(preflight);
   EXPECT_EQ(preflight->status, 204);
   EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Origin"), "https://example.org");
+  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Headers"), "authorization, content-type, x-stainless-os");
   EXPECT_EQ(cors_client.Get("/v1/models")->get_header_value("Access-Control-Allow-Origin"), "https://example.org");
 }
 
@@ -396,6 +408,9 @@ TEST(Server, BadModelAndPortAreErrors) {
   clash.port = running.port();
   Server second(clash);
   test::ExpectError([&] { second.Start(); }, {"cannot listen on 127.0.0.1:" + std::to_string(running.port())});
+  ServerOptions negative = Options();
+  negative.engine.max_queued = -100;
+  test::ExpectError([&] { Server(negative).Start(); }, {"--max-queue must be in [0, 4096], got -100"});
 }
 
 TEST(Server, ChatPageIsServed) {

@@ -1,6 +1,12 @@
 // hymba serve: the OpenAI-compatible server (tools/server/) until SIGINT or SIGTERM.
+#include <pthread.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <thread>
 
 #include "commands.h"
 #include "server.h"
@@ -36,19 +42,44 @@ void AddServeCommand(CLI::App& app, ServeFlags& flags) {
 
 void RunServe(const ServeFlags& flags) {
   server::ServerOptions options = flags.options;
-  if (flags.cache_mib < 0) throw Error("--cache-mib must not be negative, got " + std::to_string(flags.cache_mib));
+  if (flags.cache_mib < 0 || flags.cache_mib > (int64_t{1} << 30)) {
+    throw Error("--cache-mib must be in [0, 2^30], got " + std::to_string(flags.cache_mib));
+  }
   options.engine.cache_bytes = flags.cache_mib << 20;
   // Every thread started from here on inherits the blocked signals, so only
-  // sigwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // sigwait below receives them; SIGUSR1 says that loading failed.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   server::Server server(options);
-  server.Start();
+  std::atomic<bool> started{false};
+  std::exception_ptr failure;
+  const pthread_t main_thread = pthread_self();
+  std::thread starter([&] {
+    try {
+      server.Start();
+      started = true;
+    } catch (...) {
+      failure = std::current_exception();
+      pthread_kill(main_thread, SIGUSR1);
+    }
+  });
   int received = 0;
-  sigwait(&stop_signals, &received);
+  sigwait(&signals, &received);
+  if (received == SIGUSR1) {
+    starter.join();
+    std::rethrow_exception(failure);
+  }
+  if (!started) {
+    // The model is still loading and cannot be interrupted: nothing was
+    // written, so leaving at once loses nothing.
+    std::fprintf(stderr, "hymba serve: %s while loading\n", received == SIGINT ? "interrupted" : "terminated");
+    std::_Exit(128 + received);
+  }
+  starter.join();
   std::fprintf(stderr, "hymba serve: %s, stopping\n", received == SIGINT ? "interrupted" : "terminated");
   server.Stop();
 }

@@ -7,19 +7,19 @@
 namespace hymba::server {
 namespace {
 
-std::string Excerpt(const Json& value) {
+std::string Excerpt(const Body& value) {
   std::string text = Dump(value);
   if (text.size() > 80) text = text.substr(0, 77) + "...";
   return text;
 }
 
 // A present, non-null field, or nullptr.
-const Json* Field(const Json& body, const char* name) {
+const Body* Field(const Body& body, const char* name) {
   const auto it = body.find(name);
   return it == body.end() || it->is_null() ? nullptr : &*it;
 }
 
-[[noreturn]] void Fail(const char* name, const std::string& what, const Json& value) {
+[[noreturn]] void Fail(const char* name, const std::string& what, const Body& value) {
   throw ApiError(400, std::string("'") + name + "' " + what + ", got " + Excerpt(value), "invalid_request_error", name);
 }
 
@@ -29,8 +29,8 @@ std::string Bound(double value) {
   return text;
 }
 
-double Number(const Json& body, const char* name, double low, double high, double fallback) {
-  const Json* value = Field(body, name);
+double Number(const Body& body, const char* name, double low, double high, double fallback) {
+  const Body* value = Field(body, name);
   if (value == nullptr) return fallback;
   const auto range = "[" + Bound(low) + ", " + Bound(high) + "]";
   if (!value->is_number()) Fail(name, "must be a number in " + range, *value);
@@ -39,8 +39,8 @@ double Number(const Json& body, const char* name, double low, double high, doubl
   return number;
 }
 
-int64_t Integer(const Json& body, const char* name, int64_t low, int64_t high, int64_t fallback) {
-  const Json* value = Field(body, name);
+int64_t Integer(const Body& body, const char* name, int64_t low, int64_t high, int64_t fallback) {
+  const Body* value = Field(body, name);
   if (value == nullptr) return fallback;
   const auto range = "[" + std::to_string(low) + ", " + std::to_string(high) + "]";
   if (!value->is_number_integer()) Fail(name, "must be an integer in " + range, *value);
@@ -51,15 +51,15 @@ int64_t Integer(const Json& body, const char* name, int64_t low, int64_t high, i
   return number;
 }
 
-bool Boolean(const Json& body, const char* name, bool fallback) {
-  const Json* value = Field(body, name);
+bool Boolean(const Body& body, const char* name, bool fallback) {
+  const Body* value = Field(body, name);
   if (value == nullptr) return fallback;
   if (!value->is_boolean()) Fail(name, "must be true or false", *value);
   return value->get<bool>();
 }
 
 // Fields both endpoints share: lengths, sampling, stop strings, streaming.
-ApiRequest ParseCommon(const Json& body, const Tokenizer& tokenizer) {
+ApiRequest ParseCommon(const Body& body, const Tokenizer& tokenizer) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object, got " + Excerpt(body));
   ApiRequest request;
   CompletionRequest& completion = request.completion;
@@ -67,13 +67,13 @@ ApiRequest ParseCommon(const Json& body, const Tokenizer& tokenizer) {
     throw ApiError(400, "'n' must be 1: this server returns one choice per request", "invalid_request_error", "n");
   }
   for (const char* unsupported : {"tools", "functions"}) {
-    if (const Json* value = Field(body, unsupported); value != nullptr && !value->empty()) {
+    if (const Body* value = Field(body, unsupported); value != nullptr && !value->empty()) {
       throw ApiError(400, std::string("'") + unsupported + "' is not supported by this server", "invalid_request_error",
                      unsupported);
     }
   }
-  if (const Json* format = Field(body, "response_format")) {
-    if (!format->is_object() || format->value("type", Json()) != "text") {
+  if (const Body* format = Field(body, "response_format")) {
+    if (!format->is_object() || format->value("type", Body()) != "text") {
       throw ApiError(400, "'response_format' must be {\"type\": \"text\"}, got " + Excerpt(*format),
                      "invalid_request_error", "response_format");
     }
@@ -92,12 +92,12 @@ ApiRequest ParseCommon(const Json& body, const Tokenizer& tokenizer) {
   sampling.repeat_penalty = static_cast<float>(Number(body, "repeat_penalty", 0, 10, sampling.repeat_penalty));
   if (sampling.repeat_penalty == 0) Fail("repeat_penalty", "must be in (0, 10]", *Field(body, "repeat_penalty"));
   if (sampling.presence_penalty != 0 || sampling.frequency_penalty != 0) sampling.repeat_last_n = -1;  // OpenAI: the whole text
-  if (const Json* seed = Field(body, "seed")) {
+  if (const Body* seed = Field(body, "seed")) {
     if (!seed->is_number_integer()) Fail("seed", "must be an integer", *seed);
     // -1 draws a random seed, as in llama.cpp.
     sampling.seed = seed->get<int64_t>() == -1 ? 0xFFFFFFFF : seed->get<uint64_t>();
   }
-  if (const Json* bias = Field(body, "logit_bias")) {
+  if (const Body* bias = Field(body, "logit_bias")) {
     if (!bias->is_object()) Fail("logit_bias", "must be an object of token ids to numbers", *bias);
     for (const auto& [key, value] : bias->items()) {
       size_t used = 0;
@@ -118,16 +118,18 @@ ApiRequest ParseCommon(const Json& body, const Tokenizer& tokenizer) {
       sampling.logit_bias[static_cast<int32_t>(id)] = value.get<float>();
     }
   }
-  if (const Json* stop = Field(body, "stop")) {
-    const Json list = stop->is_string() ? Json::array({*stop}) : *stop;
+  if (const Body* stop = Field(body, "stop")) {
+    const Body list = stop->is_string() ? Body::array({*stop}) : *stop;
     if (!list.is_array() || list.size() > 16) Fail("stop", "must be a string or a list of at most 16 strings", *stop);
-    for (const Json& item : list) {
-      if (!item.is_string() || item.get<std::string>().empty()) Fail("stop", "must hold non-empty strings", item);
+    for (const Body& item : list) {
+      if (!item.is_string() || item.get<std::string>().empty() || item.get<std::string>().size() > 256) {
+        Fail("stop", "must hold non-empty strings of at most 256 bytes", item);
+      }
       completion.stop.push_back(item.get<std::string>());
     }
   }
   request.stream = Boolean(body, "stream", false);
-  if (const Json* options = Field(body, "stream_options")) {
+  if (const Body* options = Field(body, "stream_options")) {
     if (!request.stream) throw ApiError(400, "'stream_options' is only allowed with \"stream\": true", "invalid_request_error", "stream_options");
     if (!options->is_object()) Fail("stream_options", "must be an object", *options);
     request.include_usage = Boolean(*options, "include_usage", false);
@@ -136,14 +138,14 @@ ApiRequest ParseCommon(const Json& body, const Tokenizer& tokenizer) {
 }
 
 // Message content as text: a string, or a list of {"type": "text"} parts.
-std::string ContentText(const Json& content, size_t index) {
+std::string ContentText(const Body& content, size_t index) {
   const std::string where = "messages[" + std::to_string(index) + "].content";
   if (content.is_null()) return "";
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) throw ApiError(400, "'" + where + "' must be a string or a list of text parts", "invalid_request_error", "messages");
   std::string text;
-  for (const Json& part : content) {
-    if (!part.is_object() || part.value("type", Json()) != "text" || !part.contains("text") || !part["text"].is_string()) {
+  for (const Body& part : content) {
+    if (!part.is_object() || part.value("type", Body()) != "text" || !part.contains("text") || !part["text"].is_string()) {
       throw ApiError(400, "'" + where + "' parts must be {\"type\": \"text\", \"text\": ...}; this model reads text only, got " +
                               Excerpt(part),
                      "invalid_request_error", "messages");
@@ -174,9 +176,8 @@ Json ChatLogprobs(const std::vector<GeneratedToken>& tokens, const Tokenizer& to
 }
 
 // The legacy completions format: parallel lists, alternatives as objects.
-Json CompletionLogprobs(const std::vector<GeneratedToken>& tokens, const Tokenizer& tokenizer) {
+Json CompletionLogprobs(const std::vector<GeneratedToken>& tokens, const Tokenizer& tokenizer, size_t& offset) {
   Json texts = Json::array(), logprobs = Json::array(), tops = Json::array(), offsets = Json::array();
-  size_t offset = 0;
   for (const GeneratedToken& token : tokens) {
     const std::string text = tokenizer.PieceText(token.id);
     texts.push_back(text);
@@ -191,9 +192,9 @@ Json CompletionLogprobs(const std::vector<GeneratedToken>& tokens, const Tokeniz
 }
 
 Json LogprobsField(const ResponseHeader& header, const std::vector<GeneratedToken>& tokens, const ApiRequest& request,
-                   const Tokenizer& tokenizer) {
+                   const Tokenizer& tokenizer, size_t& text_offset) {
   if (!request.logprobs) return nullptr;
-  return header.chat ? ChatLogprobs(tokens, tokenizer) : CompletionLogprobs(tokens, tokenizer);
+  return header.chat ? ChatLogprobs(tokens, tokenizer) : CompletionLogprobs(tokens, tokenizer, text_offset);
 }
 
 Json FinishField(FinishReason finish) {
@@ -212,16 +213,17 @@ Json ApiError::Body() const {
 }
 
 std::string Dump(const Json& json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string Dump(const Body& json) { return json.dump(-1, ' ', false, Body::error_handler_t::replace); }
 
-Json ParseConversation(const Json& body) {
+Json ParseConversation(const Body& body) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object, got " + Excerpt(body));
-  const Json* messages = Field(body, "messages");
+  const Body* messages = Field(body, "messages");
   if (messages == nullptr || !messages->is_array() || messages->empty()) {
     throw ApiError(400, "'messages' must be a non-empty list of {\"role\", \"content\"} objects", "invalid_request_error", "messages");
   }
   Json conversation = {{"messages", Json::array()}};
   for (size_t i = 0; i < messages->size(); ++i) {
-    const Json& message = (*messages)[i];
+    const Body& message = (*messages)[i];
     if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) {
       throw ApiError(400, "'messages[" + std::to_string(i) + "]' must be an object with a string \"role\", got " + Excerpt(message),
                      "invalid_request_error", "messages");
@@ -233,12 +235,12 @@ Json ParseConversation(const Json& body) {
                      "invalid_request_error", "messages");
     }
     conversation["messages"].push_back(
-        {{"role", role == "developer" ? "system" : role}, {"content", ContentText(message.value("content", Json()), i)}});
+        {{"role", role == "developer" ? "system" : role}, {"content", ContentText(message.value("content", Body()), i)}});
   }
   return conversation;
 }
 
-ApiRequest ParseChatRequest(const Json& body, const ChatTemplate& chat, const Tokenizer& tokenizer) {
+ApiRequest ParseChatRequest(const Body& body, const ChatTemplate& chat, const Tokenizer& tokenizer) {
   ApiRequest request = ParseCommon(body, tokenizer);
   const Json conversation = ParseConversation(body);
   if (Boolean(body, "logprobs", false)) {
@@ -256,10 +258,10 @@ ApiRequest ParseChatRequest(const Json& body, const ChatTemplate& chat, const To
   return request;
 }
 
-ApiRequest ParseCompletionRequest(const Json& body, const Tokenizer& tokenizer) {
+ApiRequest ParseCompletionRequest(const Body& body, const Tokenizer& tokenizer) {
   ApiRequest request = ParseCommon(body, tokenizer);
   request.completion.keep_leading_space = true;
-  const Json* prompt = Field(body, "prompt");
+  const Body* prompt = Field(body, "prompt");
   if (prompt != nullptr && prompt->is_array() && prompt->size() == 1 && ((*prompt)[0].is_string() || (*prompt)[0].is_array())) {
     prompt = &(*prompt)[0];  // a batch of one
   }
@@ -268,7 +270,7 @@ ApiRequest ParseCompletionRequest(const Json& body, const Tokenizer& tokenizer) 
     request.completion.prompt =
         tokenizer.Encode(prompt->get<std::string>(), {.add_bos = tokenizer.add_bos_token(), .parse_special = true});
   } else if (prompt->is_array()) {
-    for (const Json& id : *prompt) {
+    for (const Body& id : *prompt) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= tokenizer.vocab_size()) {
         if (id.is_string() || id.is_array()) {
           throw ApiError(400, "'prompt' holds several prompts; send one per request", "invalid_request_error", "prompt");
@@ -307,7 +309,8 @@ Json FinalResponse(const ResponseHeader& header, const std::string& text, const 
   } else {
     choice["text"] = text;
   }
-  choice["logprobs"] = LogprobsField(header, tokens, request, tokenizer);
+  size_t text_offset = 0;
+  choice["logprobs"] = LogprobsField(header, tokens, request, tokenizer, text_offset);
   choice["finish_reason"] = FinishField(finish);
   return {{"id", header.id},
           {"object", header.chat ? "chat.completion" : "text_completion"},
@@ -318,7 +321,8 @@ Json FinalResponse(const ResponseHeader& header, const std::string& text, const 
 }
 
 Json StreamChunk(const ResponseHeader& header, const std::string& text, const std::vector<GeneratedToken>& tokens,
-                 const ApiRequest& request, bool role, FinishReason finish, const Tokenizer& tokenizer) {
+                 const ApiRequest& request, bool role, FinishReason finish, const Tokenizer& tokenizer,
+                 size_t& text_offset) {
   Json choice = {{"index", 0}};
   if (header.chat) {
     Json delta = Json::object();
@@ -328,7 +332,7 @@ Json StreamChunk(const ResponseHeader& header, const std::string& text, const st
   } else {
     choice["text"] = text;
   }
-  choice["logprobs"] = tokens.empty() ? Json() : LogprobsField(header, tokens, request, tokenizer);
+  choice["logprobs"] = tokens.empty() ? Json() : LogprobsField(header, tokens, request, tokenizer, text_offset);
   choice["finish_reason"] = FinishField(finish);
   Json chunk = {{"id", header.id},
                 {"object", header.chat ? "chat.completion.chunk" : "text_completion"},

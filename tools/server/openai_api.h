@@ -15,7 +15,10 @@
 
 namespace hymba::server {
 
-using Json = nlohmann::ordered_json;
+using Json = nlohmann::ordered_json;  // responses: keys in the order OpenAI writes them
+// Request bodies: a sorted map, so that a body of many keys parses in
+// n log n (ordered_json looks up every inserted key linearly).
+using Body = nlohmann::json;
 
 // A request the client got wrong, reported as OpenAI does:
 // {"error": {"message", "type", "param", "code"}} with an HTTP status.
@@ -42,11 +45,11 @@ struct ApiRequest {
 
 // {"messages": [...]} from a request's messages, checked: roles system
 // (or developer), user, assistant; content as text or a list of text parts.
-Json ParseConversation(const Json& body);
+Json ParseConversation(const Body& body);
 // POST /v1/chat/completions: messages rendered with the model's template.
-ApiRequest ParseChatRequest(const Json& body, const ChatTemplate& chat, const Tokenizer& tokenizer);
+ApiRequest ParseChatRequest(const Body& body, const ChatTemplate& chat, const Tokenizer& tokenizer);
 // POST /v1/completions: "prompt" as a string or a list of token ids.
-ApiRequest ParseCompletionRequest(const Json& body, const Tokenizer& tokenizer);
+ApiRequest ParseCompletionRequest(const Body& body, const Tokenizer& tokenizer);
 
 // What every object of one response shares.
 struct ResponseHeader {
@@ -60,14 +63,17 @@ Json Usage(const JobUpdate& totals);
 // The finished response of a request that was not streamed.
 Json FinalResponse(const ResponseHeader& header, const std::string& text, const std::vector<GeneratedToken>& tokens,
                    const ApiRequest& request, FinishReason finish, const JobUpdate& totals, const Tokenizer& tokenizer);
-// One streamed chunk; `role` only in a chat's first chunk, `finish` only in the last.
+// One streamed chunk; `role` only in a chat's first chunk, `finish` only in
+// the last. `text_offset` carries the completions logprobs' offsets across chunks.
 Json StreamChunk(const ResponseHeader& header, const std::string& text, const std::vector<GeneratedToken>& tokens,
-                 const ApiRequest& request, bool role, FinishReason finish, const Tokenizer& tokenizer);
+                 const ApiRequest& request, bool role, FinishReason finish, const Tokenizer& tokenizer,
+                 size_t& text_offset);
 // The chunk after the last one when stream_options.include_usage is set.
 Json UsageChunk(const ResponseHeader& header, const JobUpdate& totals);
 
 // Serializes without throwing on invalid UTF-8 (a token that is one byte of a
 // character): such bytes become U+FFFD, as the "bytes" arrays keep the truth.
 std::string Dump(const Json& json);
+std::string Dump(const Body& json);
 
 }  // namespace hymba::server

@@ -79,6 +79,11 @@ struct Server::Impl {
   std::optional<ChatTemplate> chat;
   std::unique_ptr<Engine> engine;
 
+  // Completion handlers still answering: Stop() lets them end their responses
+  // (a cancelled stream still sends its error event and [DONE]) before the
+  // HTTP server stops writing.
+  std::atomic<int> active_completions{0};
+
   std::mutex status_mutex;
   std::map<int, int64_t> responses_by_status;
 
@@ -88,9 +93,9 @@ struct Server::Impl {
     if (!ready) throw ApiError(503, "the model is loading", "unavailable_error", "", "model_loading");
   }
 
-  static Json ParseBody(const httplib::Request& req) {
+  static Body ParseBody(const httplib::Request& req) {
     try {
-      return ParseJson<Json>(req.body, "request body");
+      return ParseJson<Body>(req.body, "request body");
     } catch (const Error& e) {
       throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
     }
@@ -113,13 +118,17 @@ struct Server::Impl {
 
   void Routes();
   void Complete(const httplib::Request& req, httplib::Response& res, bool chat_endpoint);
+  // One call of a stream's content provider: waits up to kPollInterval for
+  // the job and sends what arrived; false ends the response.
+  bool Stream(Job& job, const PeerProbe& probe, const ResponseHeader& header, const ApiRequest& request, bool& first,
+              size_t& text_offset, httplib::DataSink& sink);
   std::string Metrics();
   Json Props() const;
 };
 
 void Server::Impl::Complete(const httplib::Request& req, httplib::Response& res, bool chat_endpoint) {
   RequireReady();
-  const Json body = ParseBody(req);
+  const Body body = ParseBody(req);
   if (chat_endpoint && !chat) {
     throw ApiError(400, "this model has no chat template; use /v1/completions", "invalid_request_error", "messages");
   }
@@ -141,6 +150,13 @@ void Server::Impl::Complete(const httplib::Request& req, httplib::Response& res,
   }
   const ResponseHeader header{chat_endpoint, (chat_endpoint ? "chatcmpl-" : "cmpl-") + RandomSuffix(), UnixTime(), model_id};
   auto probe = std::make_shared<PeerProbe>(req.remote_addr, req.remote_port, req.local_port);
+  // Held while this request answers: by the handler, or by the stream's provider.
+  struct Answering {
+    explicit Answering(std::atomic<int>& counter) : count(counter) { ++count; }
+    ~Answering() { --count; }
+    std::atomic<int>& count;
+  };
+  auto active = std::make_shared<Answering>(active_completions);
 
   if (!request.stream) {
     std::string text;
@@ -152,7 +168,8 @@ void Server::Impl::Complete(const httplib::Request& req, httplib::Response& res,
       tokens.insert(tokens.end(), update.tokens.begin(), update.tokens.end());
       if (update.finish == FinishReason::kNone && probe->Closed()) {
         job->Cancel();
-        return;  // nobody to answer
+        res.status = 499;  // nobody to answer; counted as nginx counts a client that left
+        return;
       }
     } while (update.finish == FinishReason::kNone);
     if (update.finish == FinishReason::kError) throw ApiError(500, "generation failed: " + update.error, "server_error");
@@ -164,25 +181,44 @@ void Server::Impl::Complete(const httplib::Request& req, httplib::Response& res,
   // Server-sent events: a chat's first chunk names the role, every chunk has
   // the response's id, the last has finish_reason, then usage if asked, then
   // [DONE]. Text arrives only in whole UTF-8 characters (TextStream).
-  auto first = std::make_shared<bool>(true);
+  struct StreamState {
+    bool first = true;
+    size_t text_offset = 0;
+  };
+  auto state = std::make_shared<StreamState>();
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, job, probe, first, header, request](size_t, httplib::DataSink& sink) {
+      [this, job, probe, state, active, header, request](size_t, httplib::DataSink& sink) {
+        try {
+          return Stream(*job, *probe, header, request, state->first, state->text_offset, sink);
+        } catch (const std::exception&) {  // httplib does not catch exceptions from a provider
+          job->Cancel();
+          return false;
+        }
+      },
+      [job](bool) { job->Cancel(); });  // a no-op once the job has finished
+}
+
+bool Server::Impl::Stream(Job& job, const PeerProbe& probe, const ResponseHeader& header, const ApiRequest& request,
+                          bool& first, size_t& text_offset, httplib::DataSink& sink) {
         auto send = [&](const Json& event) {
           const std::string frame = "data: " + Dump(event) + "\n\n";
           return sink.write(frame.data(), frame.size());
         };
         bool ok = true;
-        if (*first && header.chat) ok = send(StreamChunk(header, "", {}, request, true, FinishReason::kNone, *tokenizer));
-        *first = false;
-        const JobUpdate update = job->Wait(kPollInterval);
+        if (first && header.chat) {
+          ok = send(StreamChunk(header, "", {}, request, true, FinishReason::kNone, *tokenizer, text_offset));
+        }
+        first = false;
+        const JobUpdate update = job.Wait(kPollInterval);
         if (ok && (!update.text.empty() || !update.tokens.empty())) {
-          ok = send(StreamChunk(header, update.text, update.tokens, request, false, FinishReason::kNone, *tokenizer));
+          ok = send(StreamChunk(header, update.text, update.tokens, request, false, FinishReason::kNone, *tokenizer,
+                                text_offset));
         }
         if (ok && update.finish != FinishReason::kNone) {
           if (update.finish == FinishReason::kStop || update.finish == FinishReason::kLength) {
-            ok = send(StreamChunk(header, "", {}, request, false, update.finish, *tokenizer));
+            ok = send(StreamChunk(header, "", {}, request, false, update.finish, *tokenizer, text_offset));
             if (ok && request.include_usage) ok = send(UsageChunk(header, update));
           } else {
             const ApiError error = update.finish == FinishReason::kError
@@ -195,14 +231,13 @@ void Server::Impl::Complete(const httplib::Request& req, httplib::Response& res,
           if (ok) sink.done();
           return ok;
         }
-        if (!ok || probe->Closed()) {
-          job->Cancel();
+        if (!ok || probe.Closed()) {
+          job.Cancel();
           return false;
         }
         return true;
-      },
-      [job](bool) { job->Cancel(); });  // a no-op once the job has finished
 }
+
 
 std::string Server::Impl::Metrics() {
   std::string text;
@@ -210,7 +245,7 @@ std::string Server::Impl::Metrics() {
     text += std::string("# HELP hymba_") + name + " " + help + "\n# TYPE hymba_" + name + " " + type + "\nhymba_" + name +
             " " + std::to_string(value) + "\n";
   };
-  const EngineMetrics m = engine ? engine->metrics() : EngineMetrics{};
+  const EngineMetrics m = ready ? engine->metrics() : EngineMetrics{};
   metric("requests_total", "counter", "Requests that finished (stop or length).", m.requests_finished);
   metric("requests_cancelled_total", "counter", "Requests cancelled (client gone) or failed.", m.requests_cancelled);
   metric("requests_refused_total", "counter", "Requests refused because the queue was full.", m.requests_refused);
@@ -281,7 +316,7 @@ void Server::Impl::Routes() {
             Guard([this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, false); }));
   http.Post("/tokenize", Guard([this](const httplib::Request& req, httplib::Response& res) {
     RequireReady();
-    const Json body = ParseBody(req);
+    const Body body = ParseBody(req);
     if (!body.is_object() || !body.contains("content") || !body["content"].is_string()) {
       throw ApiError(400, "'content' must be a string", "invalid_request_error", "content");
     }
@@ -305,12 +340,12 @@ void Server::Impl::Routes() {
   }));
   http.Post("/detokenize", Guard([this](const httplib::Request& req, httplib::Response& res) {
     RequireReady();
-    const Json body = ParseBody(req);
+    const Body body = ParseBody(req);
     if (!body.is_object() || !body.contains("tokens") || !body["tokens"].is_array()) {
       throw ApiError(400, "'tokens' must be a list of token ids", "invalid_request_error", "tokens");
     }
     std::vector<int32_t> ids;
-    for (const Json& id : body["tokens"]) {
+    for (const Body& id : body["tokens"]) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= tokenizer->vocab_size()) {
         throw ApiError(400, "'tokens' must hold token ids in [0, " + std::to_string(tokenizer->vocab_size() - 1) + "], got " + Dump(id),
                        "invalid_request_error", "tokens");
@@ -345,6 +380,12 @@ void Server::Start() {
   Impl& s = *impl_;
   const ServerOptions& options = s.options;
   if (options.port < 0 || options.port > 65535) throw Error("--port must be in [0, 65535], got " + std::to_string(options.port));
+  if (options.engine.slots < 1 || options.engine.slots > 256) {
+    throw Error("--parallel must be in [1, 256], got " + std::to_string(options.engine.slots));
+  }
+  if (options.engine.max_queued < 0 || options.engine.max_queued > 4096) {
+    throw Error("--max-queue must be in [0, 4096], got " + std::to_string(options.engine.max_queued));
+  }
   // Enough handler threads for every slot and every queued request, plus
   // idle keep-alive connections and the cheap endpoints.
   const size_t handler_threads = static_cast<size_t>(options.engine.slots + options.engine.max_queued) + 16;
@@ -375,13 +416,21 @@ void Server::Start() {
     return httplib::Server::HandlerResponse::Unhandled;
   });
   if (!options.cors_origin.empty()) {
-    s.http.Options(".*", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
+    s.http.Options(".*", [](const httplib::Request& req, httplib::Response& res) {
+      res.status = 204;
+      // Clients send headers of their own (the openai package sends X-Stainless-*).
+      if (req.has_header("Access-Control-Request-Headers")) {
+        res.set_header("Access-Control-Allow-Headers", req.get_header_value("Access-Control-Request-Headers"));
+      }
+    });
   }
   s.http.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
     if (impl_->options.cors_origin.empty()) return;
     res.set_header("Access-Control-Allow-Origin", impl_->options.cors_origin);
     res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    if (!res.has_header("Access-Control-Allow-Headers")) {
+      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    }
   });
   s.http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.is_chunked_content_provider_) return;
@@ -430,6 +479,8 @@ void Server::Start() {
 void Server::Stop() {
   Impl& s = *impl_;
   if (s.engine) s.engine->Shutdown();  // running handlers see their jobs cancelled and return
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (s.active_completions > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
   if (s.listener.joinable()) {
     s.http.stop();
     s.listener.join();
