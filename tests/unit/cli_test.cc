@@ -171,6 +171,9 @@ TEST(ServeCli, BadModelAndFlagsExitNonZeroWithTheReason) {
                          "0", "--parallel", "0"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("--parallel must be in [1, 256], got 0"), std::string::npos) << result.err;
+  result = test::RunCli({"serve", "--help"});
+  EXPECT_NE(result.out.find("--host TEXT=127.0.0.1"), std::string::npos) << result.out;  // loopback unless asked
+  EXPECT_NE(result.out.find("off by default"), std::string::npos) << result.out;              // CORS
   result = test::RunCli({"serve", "-m", "x", "--port", "70000"});
   EXPECT_NE(result.exit_code, 0);
   EXPECT_NE(result.err.find("--port must be in [0, 65535], got 70000"), std::string::npos) << result.err;

@@ -114,6 +114,31 @@ TEST(Engine, ConcurrentRequestsEqualEachServedAlone) {
   EXPECT_EQ(metrics.queued, 0);
 }
 
+// A long prompt is read a chunk per step while a running stream keeps
+// receiving a token every step: it does not wait for the whole prompt.
+TEST(Engine, LongPromptsDoNotStallRunningStreams) {
+  Engine engine(shipped().model, shipped().tokenizer, {.slots = 2, .prefill_chunk = 16});
+  CompletionRequest running = Greedy(Prompt("And"), -1);
+  running.sampling.logit_bias[2] = -INFINITY;
+  const std::shared_ptr<Job> stream = engine.Submit(running);
+  while (stream->Wait(100ms).tokens.empty()) {
+  }
+  const int64_t steps_before = engine.metrics().steps;
+  std::vector<int32_t> long_prompt(1000, 5);
+  const std::shared_ptr<Job> reader = engine.Submit(Greedy(long_prompt, 1));
+  int tokens_while_reading = 0;
+  JobUpdate update;
+  do {
+    update = reader->Wait(1ms);
+    tokens_while_reading += static_cast<int>(stream->Wait(0ms).tokens.size());
+  } while (update.finish == FinishReason::kNone);
+  stream->Cancel();
+  // 1000 prompt tokens at 16 per step: at least 62 steps, each of which also
+  // advanced the running stream.
+  EXPECT_GE(engine.metrics().steps - steps_before, 62);
+  EXPECT_GE(tokens_while_reading, 60);
+}
+
 // A second turn continues from the state saved after the first reply; the
 // same prompt twice needs no prompt step at all. Results equal a cold engine's.
 TEST(Engine, ConversationContinuesFromTheSavedState) {
