@@ -157,6 +157,7 @@ class Engine {
   // Gives a queued request a slot, from the longest saved prefix of its prompt.
   void Join(const std::shared_ptr<Job>& job);
   void Step();
+  void RemoveFinishedSlots();  // those Finish() emptied
   // Draws the slot's next token from `logits` and publishes it, or finishes
   // (with kError when sampling or decoding throws).
   void Sample(Slot& slot, std::span<const float> logits);

@@ -268,7 +268,7 @@ void Engine::Loop() {
         end_unstarted(FinishReason::kError, e.what());
       }
     }
-    std::erase_if(slots_, [](const std::unique_ptr<Slot>& slot) { return slot->job == nullptr; });
+    RemoveFinishedSlots();
     if (!slots_.empty()) Step();
   }
   for (const std::unique_ptr<Slot>& slot : slots_) slot->job->Publish("", {}, FinishReason::kCancelled);
@@ -294,11 +294,15 @@ void Engine::Join(const std::shared_ptr<Job>& job) {
   if (!slots_.back()->reading_prompt()) Sample(*slots_.back(), cached_logits);
 }
 
+void Engine::RemoveFinishedSlots() {
+  std::erase_if(slots_, [](const std::unique_ptr<Slot>& slot) { return slot->job == nullptr; });
+}
+
 void Engine::Step() {
   for (const std::unique_ptr<Slot>& slot : slots_) {
     if (slot->job->cancelled()) Finish(*slot, FinishReason::kCancelled, {});
   }
-  std::erase_if(slots_, [](const std::unique_ptr<Slot>& slot) { return slot->job == nullptr; });
+  RemoveFinishedSlots();
   if (slots_.empty()) return;
 
   // Every generating sequence feeds its token; prompts share one chunk's worth
@@ -327,7 +331,7 @@ void Engine::Step() {
     logits = model_.AppendBatch(batch);
   } catch (const std::exception& e) {
     for (Slot* slot : owners) Finish(*slot, FinishReason::kError, {}, e.what());
-    std::erase_if(slots_, [](const std::unique_ptr<Slot>& slot) { return slot->job == nullptr; });
+    RemoveFinishedSlots();
     return;
   }
   {
@@ -353,7 +357,7 @@ void Engine::Step() {
     }
     Sample(slot, logits[i]);
   }
-  std::erase_if(slots_, [](const std::unique_ptr<Slot>& slot) { return slot->job == nullptr; });
+  RemoveFinishedSlots();
 }
 
 void Engine::Sample(Slot& slot, std::span<const float> logits) {

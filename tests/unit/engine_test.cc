@@ -65,6 +65,22 @@ CompletionRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
   return request;
 }
 
+// A greedy request that never draws EOS: only cancelling or the context ends it.
+CompletionRequest Endless() {
+  CompletionRequest request = Greedy(Prompt("And"), -1);
+  request.sampling.logit_bias[2] = -INFINITY;
+  return request;
+}
+
+// Submits Endless() and waits for its first token: it is running.
+std::shared_ptr<Job> StartEndless(Engine& engine) {
+  std::shared_ptr<Job> job = engine.Submit(Endless());
+  if (job == nullptr) throw std::runtime_error("the endless request was refused");
+  while (job->Wait(100ms).tokens.empty()) {
+  }
+  return job;
+}
+
 // The same request through the one-sequence generation loop.
 GenerationResult Alone(const CompletionRequest& request) {
   GenerationOptions options;
@@ -118,11 +134,7 @@ TEST(Engine, ConcurrentRequestsEqualEachServedAlone) {
 // receiving a token every step: it does not wait for the whole prompt.
 TEST(Engine, LongPromptsDoNotStallRunningStreams) {
   Engine engine(shipped().model, shipped().tokenizer, {.slots = 2, .prefill_chunk = 16});
-  CompletionRequest running = Greedy(Prompt("And"), -1);
-  running.sampling.logit_bias[2] = -INFINITY;
-  const std::shared_ptr<Job> stream = engine.Submit(running);
-  while (stream->Wait(100ms).tokens.empty()) {
-  }
+  const std::shared_ptr<Job> stream = StartEndless(engine);
   const int64_t steps_before = engine.metrics().steps;
   std::vector<int32_t> long_prompt(1000, 5);
   const std::shared_ptr<Job> reader = engine.Submit(Greedy(long_prompt, 1));
@@ -182,12 +194,7 @@ TEST(Engine, SavedStatesStayWithinTheirBudget) {
 
 TEST(Engine, CancelFreesTheSlotForTheNextRequest) {
   Engine engine(shipped().model, shipped().tokenizer, {.slots = 1, .max_queued = 1});
-  CompletionRequest endless = Greedy(Prompt("And"), -1);
-  endless.sampling.logit_bias[2] = -INFINITY;  // never EOS: only the context limit would end it
-  const std::shared_ptr<Job> running = engine.Submit(endless);
-  ASSERT_NE(running, nullptr);
-  while (running->Wait(100ms).tokens.empty()) {
-  }
+  const std::shared_ptr<Job> running = StartEndless(engine);
   const std::shared_ptr<Job> waiting = engine.Submit(Greedy(Prompt("Jesus"), 3));
   ASSERT_NE(waiting, nullptr);
   EXPECT_EQ(engine.Submit(Greedy(Prompt("full"), 3)), nullptr);  // one running, one queued: full
@@ -201,11 +208,7 @@ TEST(Engine, CancelFreesTheSlotForTheNextRequest) {
 // A request cancelled while it waits gives its place in the queue back.
 TEST(Engine, CancelledWhileQueuedLeavesTheQueue) {
   Engine engine(shipped().model, shipped().tokenizer, {.slots = 1, .max_queued = 1});
-  CompletionRequest endless = Greedy(Prompt("And"), -1);
-  endless.sampling.logit_bias[2] = -INFINITY;
-  const std::shared_ptr<Job> running = engine.Submit(endless);
-  while (running->Wait(100ms).tokens.empty()) {
-  }
+  const std::shared_ptr<Job> running = StartEndless(engine);
   const std::shared_ptr<Job> waiting = engine.Submit(Greedy(Prompt("Jesus"), 3));
   ASSERT_NE(waiting, nullptr);
   waiting->Cancel();
@@ -285,9 +288,7 @@ TEST(Engine, DestroyingTheEngineCancelsWhatIsLeft) {
   std::shared_ptr<Job> job;
   {
     Engine engine(shipped().model, shipped().tokenizer, {.slots = 1});
-    CompletionRequest endless = Greedy(Prompt("And"), -1);
-    endless.sampling.logit_bias[2] = -INFINITY;
-    job = engine.Submit(endless);
+    job = engine.Submit(Endless());
   }
   EXPECT_EQ(Collect(*job).finish, FinishReason::kCancelled);
 }
