@@ -7,25 +7,34 @@
 #   4. `hymba serve` against real clients: the openai npm package, the chat
 #      page in headless Chromium, a load test of 16 streaming clients x 50
 #      requests checked against the same requests served alone;
-#   5. every fuzz target for 20 s, with clang's libFuzzer, ASan and UBSan.
+#   5. every fuzz target for 15 s, with clang's libFuzzer, ASan and UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
+# "== step" headings, each closed by the seconds it took (CI has a time budget).
+step() {
+  if [[ -n ${step_name:-} ]]; then echo "-- $step_name: $((SECONDS - step_started)) s"; fi
+  step_name=$1
+  step_started=$SECONDS
+  if [[ -n $step_name ]]; then echo "== $step_name"; fi
+}
+
+step "Dependencies (apt, scripts/install_deps.sh)"
 scripts/install_deps.sh --with-reference --with-server-tests
 
-echo "== Float64 reference: regenerate fixtures and tokenizer cases, compare with the committed ones"
+step "Float64 reference: regenerate fixtures and tokenizer cases, compare with the committed ones"
 /usr/bin/python3 tests/reference/make_fixtures.py --check
 /usr/bin/python3 tests/reference/tokenizer_cases.py --check
 /usr/bin/python3 tests/reference/template_cases.py --check
 /usr/bin/python3 tests/reference/check_ref.py
 
-echo "== Release build and tests"
+step "Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
 # -g1 (line tables, enough for the sanitizers' stack traces) compiles much
 # faster than full debug information.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
@@ -34,10 +43,12 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
-echo "== Server with real clients (tests/server/)"
+step "Server with real clients (tests/server/)"
 (cd tests/server && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/server && node --test --test-concurrency=1 openai_client.test.mjs chat_page.test.mjs)
 node tests/server/load_test.mjs --clients 16 --requests 50
 
-echo "== Fuzzing (scripts/fuzz.sh)"
-scripts/fuzz.sh -t 20
+step "Fuzzing (scripts/fuzz.sh)"
+scripts/fuzz.sh -t 15
+step ""
+echo "-- total: $SECONDS s"
