@@ -41,7 +41,7 @@ struct FloatRow {
 };
 
 // out[r * kTileTokens + t] = row r . token t for r < kTileRows, t < kTokens.
-template <typename T, size_t kTokens>
+template <typename T, size_t kTokens, bool kPrefetch>
 HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, size_t cols, float* out) {
   using Format = FloatRow<T>;
   const hn::ScalableTag<float> df;
@@ -61,7 +61,7 @@ HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, s
     hn::Vec<decltype(df)> w[kTileRows];
 #pragma GCC unroll 4
     for (size_t r = 0; r < kTileRows; ++r) {
-      __builtin_prefetch(rows[r] + prefetch_ahead + k * sizeof(T));
+      if constexpr (kPrefetch) __builtin_prefetch(rows[r] + prefetch_ahead + k * sizeof(T));
       w[r] = Format::Load(df, rows[r], k);
     }
 #pragma GCC unroll 6
@@ -80,18 +80,25 @@ HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, s
   }
 }
 
+template <typename T, bool kPrefetch>
+void TileOfCount(size_t count, const std::byte* const* rows, const float* const* tokens, size_t cols, float* out) {
+  switch (count) {
+    case 1: return Tile<T, 1, kPrefetch>(rows, tokens, cols, out);
+    case 2: return Tile<T, 2, kPrefetch>(rows, tokens, cols, out);
+    case 3: return Tile<T, 3, kPrefetch>(rows, tokens, cols, out);
+    case 4: return Tile<T, 4, kPrefetch>(rows, tokens, cols, out);
+    case 5: return Tile<T, 5, kPrefetch>(rows, tokens, cols, out);
+    default: return Tile<T, kTileTokens, kPrefetch>(rows, tokens, cols, out);
+  }
+}
+
 template <typename T>
 void MatMulRows(const MatView& w, const float* x, size_t n, float* y, size_t row_begin, size_t row_end) {
   ForEachRowTile(w, x, n, y, w.rows, row_begin, row_end,
-                 [&](const std::byte* const* rows, const float* const* tokens, size_t count, float* out) {
-                   switch (count) {
-                     case 1: return Tile<T, 1>(rows, tokens, w.cols, out);
-                     case 2: return Tile<T, 2>(rows, tokens, w.cols, out);
-                     case 3: return Tile<T, 3>(rows, tokens, w.cols, out);
-                     case 4: return Tile<T, 4>(rows, tokens, w.cols, out);
-                     case 5: return Tile<T, 5>(rows, tokens, w.cols, out);
-                     default: return Tile<T, kTileTokens>(rows, tokens, w.cols, out);
-                   }
+                 [&](const std::byte* const* rows, const float* const* tokens, size_t count, bool first_pass,
+                     float* out) {
+                   if (first_pass) return TileOfCount<T, true>(count, rows, tokens, w.cols, out);
+                   TileOfCount<T, false>(count, rows, tokens, w.cols, out);
                  });
 }
 

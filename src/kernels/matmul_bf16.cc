@@ -50,7 +50,7 @@ float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
 
 HYMBA_BF16_TARGET inline __m512bh LoadBf16(const void* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
-template <size_t kTokens>
+template <size_t kTokens, bool kPrefetch>
 HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, const uint16_t* const* tokens, size_t cols,
                                   float* out) {
   __m512 acc[kTileRows][kTokens];
@@ -62,7 +62,7 @@ HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, const uint16_t* 
   for (; k + kStep <= cols; k += kStep) {
     __m512bh w[kTileRows];
     for (size_t r = 0; r < kTileRows; ++r) {
-      __builtin_prefetch(rows[r] + prefetch_ahead + 2 * k);
+      if constexpr (kPrefetch) __builtin_prefetch(rows[r] + prefetch_ahead + 2 * k);
       w[r] = LoadBf16(rows[r] + 2 * k);
     }
     for (size_t t = 0; t < kTokens; ++t) {
@@ -74,6 +74,19 @@ HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, const uint16_t* 
     for (size_t t = 0; t < kTokens; ++t) {
       out[r * kTileTokens + t] = _mm512_reduce_add_ps(acc[r][t]) + Tail(rows[r], tokens[t], k, cols);
     }
+  }
+}
+
+template <bool kPrefetch>
+void TileAvx512OfCount(size_t count, const std::byte* const* rows, const uint16_t* const* tokens, size_t cols,
+                       float* out) {
+  switch (count) {
+    case 1: return TileAvx512<1, kPrefetch>(rows, tokens, cols, out);
+    case 2: return TileAvx512<2, kPrefetch>(rows, tokens, cols, out);
+    case 3: return TileAvx512<3, kPrefetch>(rows, tokens, cols, out);
+    case 4: return TileAvx512<4, kPrefetch>(rows, tokens, cols, out);
+    case 5: return TileAvx512<5, kPrefetch>(rows, tokens, cols, out);
+    default: return TileAvx512<kTileTokens, kPrefetch>(rows, tokens, cols, out);
   }
 }
 
@@ -101,17 +114,12 @@ void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<u
 void MatMulBf16Rows(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
                     size_t row_end, Bf16Kernel kernel) {
   ForEachRowTile(w, x, n, y, y_stride, row_begin, row_end,
-                 [&](const std::byte* const* rows, const uint16_t* const* tokens, size_t count, float* out) {
+                 [&](const std::byte* const* rows, const uint16_t* const* tokens, size_t count,
+                     [[maybe_unused]] bool first_pass, float* out) {
 #if defined(__x86_64__)
                    if (kernel == Bf16Kernel::kAvx512) {
-                     switch (count) {
-                       case 1: return TileAvx512<1>(rows, tokens, w.cols, out);
-                       case 2: return TileAvx512<2>(rows, tokens, w.cols, out);
-                       case 3: return TileAvx512<3>(rows, tokens, w.cols, out);
-                       case 4: return TileAvx512<4>(rows, tokens, w.cols, out);
-                       case 5: return TileAvx512<5>(rows, tokens, w.cols, out);
-                       default: return TileAvx512<kTileTokens>(rows, tokens, w.cols, out);
-                     }
+                     if (first_pass) return TileAvx512OfCount<true>(count, rows, tokens, w.cols, out);
+                     return TileAvx512OfCount<false>(count, rows, tokens, w.cols, out);
                    }
 #endif
                    for (size_t r = 0; r < kTileRows; ++r) {

@@ -22,8 +22,11 @@ constexpr size_t kL2BlockBytes = size_t{512} << 10;
 
 // Rows [row_begin, row_end) of y = W x for the n rows of x (w.cols values of
 // type X each), y row t at y + t * y_stride. tile(weight_rows, token_rows,
-// tokens, out) fills out[r * kTileTokens + t] for r < kTileRows and t < tokens;
-// a short last tile repeats its last row and its last token.
+// tokens, first_pass, out) fills out[r * kTileTokens + t] for r < kTileRows
+// and t < tokens; a short last tile repeats its last row and its last token.
+// first_pass: the first token tile over a block, whose weights come from
+// memory (later tiles find them in L2, where prefetching them again only
+// costs: a third of the prompt's speed).
 template <typename X, typename Tile>
 void ForEachRowTile(const MatView& w, const X* x, size_t n, float* y, size_t y_stride, size_t row_begin,
                     size_t row_end, const Tile& tile) {
@@ -40,7 +43,7 @@ void ForEachRowTile(const MatView& w, const X* x, size_t n, float* y, size_t y_s
         const size_t rows = std::min(kTileRows, block_end - r0);
         const std::byte* weight_rows[kTileRows];
         for (size_t r = 0; r < kTileRows; ++r) weight_rows[r] = w.Row(r0 + std::min(r, rows - 1));
-        tile(weight_rows, token_rows, tokens, out);
+        tile(weight_rows, token_rows, tokens, t0 == 0, out);
         for (size_t t = 0; t < tokens; ++t) {
           for (size_t r = 0; r < rows; ++r) y[(t0 + t) * y_stride + r0 + r] = out[r * kTileTokens + t];
         }
