@@ -49,6 +49,10 @@ struct GenerationOptions {
   int max_tokens = -1;  // -1: until EOS, a stop string or the context limit
   std::vector<std::string> stop;
   SamplingParams sampling;
+  // Tokens the sequence was fed before `prompt` (a chat's earlier turns): the
+  // repetition penalties see them as the prompt's own, as when a whole
+  // conversation is the prompt.
+  std::vector<int32_t> history;
   // Called once the prompt is in the sequence, before the first token is drawn.
   std::function<void(const Sequence&)> after_prompt;
 };

@@ -66,7 +66,12 @@ class Sequence {
   ~Sequence();
 
   int64_t positions() const;  // meta tokens included
-  size_t bytes() const;       // resident bytes of the state
+  // The state's bytes as `hymba info` accounts them: K/V entries in use,
+  // conv and SSM state. It holds K/V in blocks of 256 positions per
+  // KV-owning layer, so held_bytes() (what a budget must count) exceeds
+  // bytes() by less than one block per such layer.
+  size_t bytes() const;
+  size_t held_bytes() const;
   Sequence Clone() const;     // an independent copy, to continue two ways
 
  private:

@@ -306,6 +306,13 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
   } else {
     config.eos_token_ids = {reader.Int("eos_token_id", 2)};
   }
+  if (config.eos_token_ids.empty()) reader.Fail("eos_token_id", "is an empty list");
+  for (int64_t id : config.eos_token_ids) {
+    if (id < 0 || id >= config.vocab_size) {
+      reader.Fail("eos_token_id", std::to_string(id) + " is outside the vocabulary (vocab_size " +
+                                      std::to_string(config.vocab_size) + ")");
+    }
+  }
   return config;
 }
 

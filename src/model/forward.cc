@@ -90,6 +90,11 @@ size_t KvCacheOf<T>::bytes() const {
   return slots_used_ * kv_heads_ * (key_dim_ + value_dim_) * sizeof(T);
 }
 
+template <typename T>
+size_t KvCacheOf<T>::held_bytes() const {
+  return key_blocks_.size() * kBlockSlots * kv_heads_ * (key_dim_ + value_dim_) * sizeof(T);
+}
+
 template class KvCacheOf<float>;
 template class KvCacheOf<hwy::float16_t>;
 
@@ -110,10 +115,12 @@ SequenceState::SequenceState(const Config& config, CacheType cache_type)
   }
 }
 
-size_t SequenceState::bytes() const {
+size_t SequenceState::bytes(bool held) const {
   size_t total = 0;
   for (const Layer& layer : layers) {
-    for (const KvCache& cache : layer.kv) total += std::visit([](const auto& kv) { return kv.bytes(); }, cache);
+    for (const KvCache& cache : layer.kv) {
+      total += std::visit([&](const auto& kv) { return held ? kv.held_bytes() : kv.bytes(); }, cache);
+    }
     total += (layer.conv.size() + layer.ssm.size()) * sizeof(float);
   }
   return total;

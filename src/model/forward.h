@@ -34,7 +34,8 @@ class KvCacheOf {
   void Commit();  // the chunk is done: move scratch entries into the ring
 
   int64_t positions() const { return positions_; }
-  size_t bytes() const;  // persistent storage, not counting the scratch
+  size_t bytes() const;       // persistent slots in use, not counting the scratch
+  size_t held_bytes() const;  // the blocks allocated for them
 
  private:
   size_t Slot(int64_t position) const;
@@ -67,7 +68,7 @@ struct SequenceState {
   std::vector<Layer> layers;
 
   SequenceState(const Config& config, CacheType cache_type);
-  size_t bytes() const;
+  size_t bytes(bool held = false) const;  // K/V slots in use (or held in whole blocks), conv and SSM
 };
 
 // Rows [first_row, first_row + rows) of a batch belong to one sequence and

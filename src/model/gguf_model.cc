@@ -75,7 +75,12 @@ void ApplyGenerationConfig(Config& config, const std::string& json_text, const s
   for (const nlohmann::json& id : eos.is_array() ? eos : nlohmann::json::array({eos})) {
     if (!id.is_number_integer()) throw Error(source + ": eos_token_id must be an integer or a list of them");
     ids.push_back(id.get<int64_t>());
+    if (ids.back() < 0 || ids.back() >= config.vocab_size) {
+      throw Error(source + ": eos_token_id " + std::to_string(ids.back()) + " is outside the vocabulary (vocab_size " +
+                  std::to_string(config.vocab_size) + ")");
+    }
   }
+  if (ids.empty()) throw Error(source + ": eos_token_id is an empty list");
   config.eos_token_ids = ids;
 }
 

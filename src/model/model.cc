@@ -94,6 +94,7 @@ Sequence& Sequence::operator=(Sequence&&) noexcept = default;
 Sequence::~Sequence() = default;
 int64_t Sequence::positions() const { return state_->positions; }
 size_t Sequence::bytes() const { return state_->bytes(); }
+size_t Sequence::held_bytes() const { return state_->bytes(/*held=*/true); }
 Sequence Sequence::Clone() const { return Sequence(std::make_unique<SequenceState>(*state_)); }
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -86,7 +86,7 @@ struct Engine::Cache {
   }
 
   static int64_t EntryBytes(const Sequence& state, size_t tokens, size_t logits) {
-    return static_cast<int64_t>(state.bytes() + (tokens + logits) * sizeof(float));
+    return static_cast<int64_t>(state.held_bytes() + (tokens + logits) * sizeof(float));
   }
   bool Fits(const Sequence& state, size_t tokens, size_t logits) const {
     return EntryBytes(state, tokens, logits) <= budget;

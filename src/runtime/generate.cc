@@ -95,6 +95,7 @@ GenerationResult Generate(const Model& model, const Tokenizer& tokenizer, Sequen
 
   GenerationResult result;
   result.prompt_tokens = static_cast<int>(prompt.size());
+  for (int32_t token : options.history) sampler.Accept(token);
   for (int32_t token : prompt) sampler.Accept(token);
   const auto prefill_start = Clock::now();
   std::vector<float> logits = model.Append(sequence, prompt);

@@ -45,7 +45,10 @@ Sampler::Sampler(const SamplingParams& params, int32_t vocab_size)
     if (token < 0 || token >= vocab_size) {
       fail("--logit-bias names token " + std::to_string(token) + ", outside the vocabulary (" + std::to_string(vocab_size) + ")");
     }
-    if (std::isnan(bias)) fail("--logit-bias for token " + std::to_string(token) + " is not a number");
+    if (std::isnan(bias) || bias == std::numeric_limits<float>::infinity()) {
+      fail("--logit-bias for token " + std::to_string(token) + " must be a number below +inf (-inf bans the token), got " +
+           std::to_string(bias));
+    }
   }
   if (seed_ == 0xFFFFFFFF) seed_ = std::random_device{}();
   rng_.seed(seed_);
@@ -81,6 +84,12 @@ int32_t Sampler::Sample(std::span<const float> raw_logits) {
   std::vector<Candidate> candidates;
   candidates.reserve(logits.size());
   for (size_t i = 0; i < logits.size(); ++i) {
+    if (std::isnan(logits[i]) || logits[i] == std::numeric_limits<float>::infinity()) {
+      // Garbage in: drawing from it would be silent garbage out.
+      throw Error("sampling: the logit of token " + std::to_string(i) + " is " + std::to_string(raw_logits[i]) +
+                  (std::isfinite(raw_logits[i]) ? " after the penalties" : "") +
+                  ": the model's numbers overflowed (an f16 cache or f16 weights can)");
+    }
     if (logits[i] != -std::numeric_limits<float>::infinity()) candidates.push_back({static_cast<int32_t>(i), logits[i], 0});
   }
   if (candidates.empty()) throw Error("sampling: every token is banned (all logits are -inf)");

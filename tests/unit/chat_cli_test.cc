@@ -1,4 +1,6 @@
 // hymba chat and hymba prompt through the CLI.
+#include <sys/wait.h>
+
 #include <gtest/gtest.h>
 
 
@@ -52,6 +54,28 @@ TEST(ChatCli, ClearAndExitCommands) {
   ASSERT_EQ(counts.size(), 2u) << err;
   EXPECT_EQ(counts[0], counts[1]);  // after /clear the same first turn is read again from scratch
   EXPECT_NE(err.find("conversation cleared"), std::string::npos);
+}
+
+// A turn that fails (here a message beyond the context) is reported and
+// leaves the conversation as it was: the next turn continues from the state
+// of the turn before it; the exit status tells that a turn failed.
+TEST(ChatCli, AFailedTurnDoesNotEndTheChat) {
+  test::TempDir dir;
+  std::string huge;
+  for (int i = 0; i < 9000; ++i) huge += "word ";  // beyond max_position_embeddings (8192)
+  test::WriteText(dir / "in.txt", "Hi\n" + huge + "\nHi again\n");
+  const std::string command = std::string("'") + HYMBA_CLI_PATH + "' chat -m '" + kModel + "' -n 3 --temp 0 < '" +
+                              (dir / "in.txt").string() + "' > '" + (dir / "out").string() + "' 2> '" +
+                              (dir / "err").string() + "'";
+  const int status = std::system(command.c_str());
+  const std::string err = test::ReadText(dir / "err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << err;
+  EXPECT_NE(err.find("context limit: the conversation with this message"), std::string::npos) << err;
+  EXPECT_NE(err.find("1 turn(s) of the chat failed"), std::string::npos) << err;
+  const std::vector<int> counts = PromptEvalCounts(err);
+  ASSERT_EQ(counts.size(), 2u) << err;  // turns 1 and 3 ran
+  EXPECT_LT(counts[1], counts[0]);      // turn 3 fed only what it added to turn 1
+  EXPECT_EQ(err.find("re-reading"), std::string::npos) << err;
 }
 
 TEST(ChatCli, PromptRendersTheTemplate) {

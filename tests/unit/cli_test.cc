@@ -38,6 +38,18 @@ TEST(Cli, LogitsTopNextTokens) {
   EXPECT_EQ(result.out.find("| 4 | "), std::string::npos) << result.out;
 }
 
+// A GGUF converted from a directory without tokenizer.model: ids only, and
+// the reason on stderr, not a failure after the work is done.
+TEST(Cli, LogitsTopOnAGgufWithoutTokenizer) {
+  test::TempDir dir;
+  const std::string gguf = (dir / "m.gguf").string();
+  ASSERT_EQ(RunCli({"convert", test::FixtureDir("every_i_f16_noswa").string(), "-o", gguf}).exit_code, 0);
+  const test::CommandResult result = RunCli({"logits", "-m", gguf, "--tokens", "5,6", "--top", "2"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("| 2 | "), std::string::npos) << result.out;
+  EXPECT_NE(result.err.find("token texts not shown"), std::string::npos) << result.err;
+}
+
 TEST(Cli, LogitsBadInput) {
   test::TempDir dir;
   const std::string out = (dir / "o.npy").string();

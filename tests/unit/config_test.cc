@@ -8,6 +8,7 @@
 #include "hymba/config.h"
 #include "hymba/error.h"
 #include "io/text_file.h"
+#include "model/gguf_model.h"
 #include "test_util.h"
 
 namespace hymba {
@@ -91,6 +92,25 @@ TEST(Config, EosMayBeAList) {
   EXPECT_EQ(Parse(config).eos_token_ids, (std::vector<int64_t>{2, 32000}));
 }
 
+// generation_config.json's eos_token_id (the one the engine stops at) is
+// checked like config.json's.
+TEST(Config, GenerationConfigEosIsChecked) {
+  Config config = Parse(RealConfig());
+  ApplyGenerationConfig(config, R"({"eos_token_id": [2, 7]})", "generation_config.json");
+  EXPECT_EQ(config.eos_token_ids, (std::vector<int64_t>{2, 7}));
+  ApplyGenerationConfig(config, R"({"temperature": 0.5})", "generation_config.json");  // no eos: unchanged
+  EXPECT_EQ(config.eos_token_ids, (std::vector<int64_t>{2, 7}));
+  for (const char* bad : {R"({"eos_token_id": []})", R"({"eos_token_id": -3})", R"({"eos_token_id": [2, 40000]})",
+                          R"({"eos_token_id": "2"})"}) {
+    try {
+      ApplyGenerationConfig(config, bad, "generation_config.json");
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("generation_config.json: eos_token_id"), std::string::npos) << error.what();
+    }
+  }
+}
+
 struct BadValue {
   std::string field;
   json value;
@@ -154,7 +174,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"max_position_embeddings", int64_t{1} << 40, {"max_position_embeddings", "too large"}},
         BadValue{"sliding_window", INT64_MAX, {"sliding_window", "too large", "9223372036854775807"}},
         BadValue{"kv_reuse_every_i_layer", int64_t{1} << 40, {"kv_reuse_every_i_layer", "too large"}},
-        BadValue{"vocab_size", 1e300, {"vocab_size", "integer"}}),
+        BadValue{"vocab_size", 1e300, {"vocab_size", "integer"}},
+        BadValue{"eos_token_id", json::array(), {"eos_token_id", "empty list"}},
+        BadValue{"eos_token_id", -1, {"eos_token_id", "-1", "outside the vocabulary"}},
+        BadValue{"eos_token_id", json::array({2, 32001}), {"eos_token_id", "32001", "outside the vocabulary"}}),
     [](const auto& bad) { return bad.param.field + "_" + std::to_string(bad.index); });
 
 TEST(Config, MalformedJsonIsReported) {

@@ -182,7 +182,7 @@ TEST(Engine, ConversationContinuesFromTheSavedState) {
 }
 
 TEST(Engine, SavedStatesStayWithinTheirBudget) {
-  const int64_t one_state = static_cast<int64_t>(shipped().model.NewSequence().bytes());
+  const int64_t one_state = static_cast<int64_t>(shipped().model.NewSequence().held_bytes());
   const int64_t budget = 3 * one_state;
   Engine engine(shipped().model, shipped().tokenizer, {.cache_bytes = budget});
   for (int i = 0; i < 6; ++i) Collect(*engine.Submit(Greedy(Prompt("Verse " + std::to_string(i)), 2)));

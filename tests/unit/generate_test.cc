@@ -102,6 +102,23 @@ TEST_F(GenerateTest, GreedyIsDeterministicAndStreamsWhatItReturns) {
   EXPECT_EQ(a.prompt_tokens, 5);
 }
 
+// Tokens fed before the prompt (a chat's earlier turns) count for the
+// penalties like the prompt's own: the greedy first token, once in the
+// history, is penalised away.
+TEST_F(GenerateTest, PenaltiesSeeTheHistory) {
+  GenerationOptions options;
+  options.max_tokens = 1;
+  options.sampling.temperature = 0;
+  options.sampling.presence_penalty = 1000;
+  const GenerationResult plain = Run(options);
+  ASSERT_EQ(plain.tokens.size(), 1u);
+  options.history = {plain.tokens[0]};
+  const GenerationResult penalised = Run(options);
+  ASSERT_EQ(penalised.tokens.size(), 1u);
+  EXPECT_NE(penalised.tokens[0], plain.tokens[0]);
+  EXPECT_EQ(penalised.prompt_tokens, plain.prompt_tokens);  // the history is not fed again
+}
+
 TEST_F(GenerateTest, SameSeedSameSample) {
   GenerationOptions options;
   options.max_tokens = 12;

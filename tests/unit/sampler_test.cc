@@ -166,6 +166,29 @@ TEST(Sampler, BadParametersAreRefusedByName) {
   p.logit_bias = {{0, -INFINITY}, {1, -INFINITY}, {2, -INFINITY}, {3, -INFINITY}, {4, -INFINITY}, {5, -INFINITY}};
   EXPECT_THROW(Sampler(p, 6).Sample(kLogits), Error);
   EXPECT_THROW(Sampler(Plain(), 6).Sample(std::vector<float>(5)), Error);
+  p = Plain();
+  p.logit_bias = {{2, INFINITY}};  // exp(inf - inf) would make every probability NaN
+  refused(p, "--logit-bias for token 2");
+}
+
+// Logits that are NaN or +inf (a model whose numbers overflowed) are an
+// error naming the token, at any temperature: sorting NaN is undefined and
+// drawing from it would be silent garbage.
+TEST(Sampler, NonFiniteLogitsAreAnError) {
+  for (float temperature : {0.0f, 0.8f}) {
+    for (float bad : {NAN, INFINITY}) {
+      SamplingParams p = Plain();
+      p.temperature = temperature;
+      std::vector<float> logits(kLogits.begin(), kLogits.end());
+      logits[3] = bad;
+      try {
+        Sampler(p, 6).Sample(logits);
+        ADD_FAILURE() << "sampled from a logit of " << bad;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("logit of token 3"), std::string::npos) << e.what();
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -35,10 +35,18 @@ TEST_P(SequenceTest, BytesMatchTheEngineCacheLayout) {
     EXPECT_EQ(sequence.positions(), model.config().num_memory_tokens);
     EXPECT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), 0, true));
     const std::vector<int32_t> tokens = FixtureTokens(GetParam());
+    int64_t owners = 0;
+    for (int layer = 0; layer < model.config().num_hidden_layers; ++layer) owners += model.config().IsOwner(layer) ? 1 : 0;
+    const int64_t block_bytes = 256 * layout.kv_bytes_per_token_per_owner;
     for (size_t n = 0; n < tokens.size(); ++n) {
       model.Append(sequence, std::span(tokens).subspan(n, 1));
-      ASSERT_EQ(static_cast<int64_t>(sequence.bytes()), layout.BytesAt(model.config(), static_cast<int64_t>(n + 1), true))
+      const auto bytes = static_cast<int64_t>(sequence.bytes()), held = static_cast<int64_t>(sequence.held_bytes());
+      ASSERT_EQ(bytes, layout.BytesAt(model.config(), static_cast<int64_t>(n + 1), true))
           << "after " << n + 1 << " tokens, cache type " << CacheTypeName(cache);
+      // What it holds: whole blocks of 256 positions, less than one more per owner.
+      ASSERT_EQ((held - layout.ssm_state_bytes - layout.conv_state_bytes) % block_bytes, 0);
+      ASSERT_GE(held, bytes);
+      ASSERT_LT(held - bytes, std::max<int64_t>(owners, 1) * block_bytes);
     }
   }
 }

@@ -64,6 +64,7 @@ void RunChat(const ChatFlags& flags) {
   if (!flags.system.empty()) conversation["messages"].push_back({{"role", "system"}, {"content", flags.system}});
   std::optional<FedSequence> live;      // after the last reply
   std::optional<FedSequence> snapshot;  // after the last prompt, before the reply
+  int failed_turns = 0;
 
   if (interactive) std::cout << "hymba chat: /clear starts over, /exit or end of input quits\n";
   std::string line;
@@ -81,44 +82,65 @@ void RunChat(const ChatFlags& flags) {
     }
     if (line.empty()) continue;
     conversation["messages"].push_back({{"role", "user"}, {"content", line}});
-    const std::vector<int32_t> prompt = EncodeConversation(chat, conversation, tokenizer);
-
-    FedSequence current = [&] {
-      if (live && StartsWith(prompt, live->tokens)) return std::move(*live);
-      if (snapshot && StartsWith(prompt, snapshot->tokens)) {
+    try {
+      const std::vector<int32_t> prompt = EncodeConversation(chat, conversation, tokenizer);
+      std::optional<FedSequence>* reuse = nullptr;
+      if (live && StartsWith(prompt, live->tokens)) {
+        reuse = &live;
+      } else if (snapshot && StartsWith(prompt, snapshot->tokens)) {
         std::cerr << "(the reply re-tokenizes differently: continuing from the end of the previous prompt)\n";
-        return std::move(*snapshot);
+        reuse = &snapshot;
+      } else if (live || snapshot) {
+        std::cerr << "(re-reading the conversation: it no longer starts with what was fed)\n";
       }
-      if (live || snapshot) std::cerr << "(re-reading the conversation: it no longer starts with what was fed)\n";
-      return FedSequence{model.NewSequence(), {}};
-    }();
-    live.reset();
-    snapshot.reset();
-    const std::vector<int32_t> added(prompt.begin() + static_cast<ptrdiff_t>(current.tokens.size()), prompt.end());
-    if (added.empty()) throw Error("the chat template rendered nothing new for this turn");
+      const size_t reused = reuse != nullptr ? (*reuse)->tokens.size() : 0;
+      const std::vector<int32_t> added(prompt.begin() + static_cast<ptrdiff_t>(reused), prompt.end());
+      if (added.empty()) throw Error("the chat template rendered nothing new for this turn");
+      // Checked before the state is touched, so that the conversation so far survives.
+      const Config& config = model.config();
+      const int64_t end = static_cast<int64_t>(prompt.size()) + config.num_memory_tokens;
+      if (end > config.max_position_embeddings) {
+        throw Error("context limit: the conversation with this message is " + std::to_string(prompt.size()) +
+                    " tokens plus " + std::to_string(config.num_memory_tokens) +
+                    " meta tokens, beyond max_position_embeddings (" +
+                    std::to_string(config.max_position_embeddings) + "); /clear to start over");
+      }
+      FedSequence current = reuse != nullptr ? std::move(**reuse) : FedSequence{model.NewSequence(), {}};
+      live.reset();
+      snapshot.reset();
 
-    current.tokens.insert(current.tokens.end(), added.begin(), added.end());
-    options.after_prompt = [&](const Sequence& prompted) { snapshot = FedSequence{prompted.Clone(), current.tokens}; };
-    GenerationResult result = Generate(model, tokenizer, current.sequence, added, options, [](std::string_view text) {
-      std::cout << text << std::flush;
-    });
-    std::cout << "\n" << std::flush;
-    PrintTimings(result);
-    if (result.stop_reason == StopReason::kContextLimit) {
-      std::cerr << "hymba: the conversation reached the context limit (max_position_embeddings "
-                << model.config().max_position_embeddings << "); /clear to start over\n";
+      options.history = current.tokens;
+      current.tokens.insert(current.tokens.end(), added.begin(), added.end());
+      options.after_prompt = [&](const Sequence& prompted) { snapshot = FedSequence{prompted.Clone(), current.tokens}; };
+      GenerationResult result = Generate(model, tokenizer, current.sequence, added, options, [](std::string_view text) {
+        std::cout << text << std::flush;
+      });
+      std::cout << "\n" << std::flush;
+      PrintTimings(result);
+      if (result.stop_reason == StopReason::kContextLimit) {
+        std::cerr << "hymba: the conversation reached the context limit (max_position_embeddings "
+                  << config.max_position_embeddings << "); /clear to start over\n";
+      }
+      // What the sequence was fed: the prompt, then every generated token except
+      // the one whose text completed a stop string or hit the context limit.
+      const size_t fed_replies = result.tokens.size() - (result.stop_reason == StopReason::kStopString ||
+                                                                 result.stop_reason == StopReason::kContextLimit
+                                                             ? (result.tokens.empty() ? 0 : 1)
+                                                             : 0);
+      current.tokens.insert(current.tokens.end(), result.tokens.begin(),
+                            result.tokens.begin() + static_cast<ptrdiff_t>(fed_replies));
+      live = std::move(current);
+      conversation["messages"].push_back({{"role", "assistant"}, {"content", result.text}});
+    } catch (const Error& error) {
+      // The turn did not happen: its message leaves the conversation and the
+      // chat goes on. A state the failure may have left half-fed is dropped
+      // (the next turn re-reads the conversation).
+      conversation["messages"].erase(conversation["messages"].size() - 1);
+      std::cerr << "hymba: " << error.what() << "\n";
+      ++failed_turns;
     }
-    // What the sequence was fed: the prompt, then every generated token except
-    // the one whose text completed a stop string or hit the context limit.
-    const size_t fed_replies = result.tokens.size() - (result.stop_reason == StopReason::kStopString ||
-                                                               result.stop_reason == StopReason::kContextLimit
-                                                           ? (result.tokens.empty() ? 0 : 1)
-                                                           : 0);
-    current.tokens.insert(current.tokens.end(), result.tokens.begin(),
-                          result.tokens.begin() + static_cast<ptrdiff_t>(fed_replies));
-    live = std::move(current);
-    conversation["messages"].push_back({{"role", "assistant"}, {"content", result.text}});
   }
+  if (failed_turns > 0) throw Error(std::to_string(failed_turns) + " turn(s) of the chat failed (errors above)");
 }
 
 }  // namespace hymba::cli

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <cstdio>
@@ -62,14 +63,23 @@ void PrintTopNextTokens(const std::filesystem::path& model_dir, std::span<const 
   std::vector<int32_t> order(last_row.size());
   std::iota(order.begin(), order.end(), 0);
   const auto count = std::min<size_t>(static_cast<size_t>(top), order.size());
+  // NaN (a model whose numbers overflowed) ranks last, so that the order stays a strict weak one.
+  const auto rank_key = [&](int32_t id) {
+    const float logit = last_row[static_cast<size_t>(id)];
+    return std::isnan(logit) ? -std::numeric_limits<float>::infinity() : logit;
+  };
   std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(count), order.end(),
-                    [&](int32_t a, int32_t b) { return last_row[static_cast<size_t>(a)] > last_row[static_cast<size_t>(b)]; });
+                    [&](int32_t a, int32_t b) { return rank_key(a) > rank_key(b); });
   const float max_logit = last_row[static_cast<size_t>(order[0])];
   double normalizer = 0;
   for (float logit : last_row) normalizer += std::exp(static_cast<double>(logit - max_logit));
   std::optional<Tokenizer> tokenizer;
   if (std::filesystem::is_regular_file(model_dir) || std::filesystem::exists(model_dir / "tokenizer.model")) {
-    tokenizer.emplace(Tokenizer::Load(model_dir));
+    try {
+      tokenizer.emplace(Tokenizer::Load(model_dir));
+    } catch (const Error& error) {  // a GGUF converted without a tokenizer: ids only
+      std::fprintf(stderr, "hymba: token texts not shown: %s\n", error.what());
+    }
   }
   std::printf("| rank | token | probability | logit | text |\n|---:|---:|---:|---:|---|\n");
   for (size_t rank = 0; rank < count; ++rank) {
