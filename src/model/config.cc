@@ -265,6 +265,14 @@ Config ParseConfig(const std::string& json_text, const std::string& source_name)
     RequirePositive(reader, "orig_max_position_embeddings", config.orig_max_position_embeddings);
     RequireAtMost(reader, "orig_max_position_embeddings", config.orig_max_position_embeddings, kMaxPositions);
     if (config.rope && config.head_dim_qk <= 2) reader.Fail("rope_type", "\"ntk\" needs a head dimension above 2");
+    // The NTK base is theta * (2 * max / orig - 1)^(d / (d - 2)) (spec 3.8): not a
+    // positive number unless max exceeds orig / 2 (the official code computes NaN).
+    if (config.rope && 2 * config.max_position_embeddings <= config.orig_max_position_embeddings) {
+      reader.Fail("max_position_embeddings", std::to_string(config.max_position_embeddings) +
+                                                 " with rope_type \"ntk\" must exceed half of orig_max_position_embeddings (" +
+                                                 std::to_string(config.orig_max_position_embeddings) +
+                                                 "): the NTK base would not be a positive number");
+    }
   } else if (type != "default") {
     reader.Fail("rope_type", "= \"" + type + "\" is not supported (null, \"default\" or \"ntk\")");
   }

@@ -67,6 +67,8 @@ class Config:
         self.orig_max_pos = raw.get("orig_max_position_embeddings")
         if self.rope and self.rope_type == "ntk" and not self.orig_max_pos:
             refuse("orig_max_position_embeddings", "rope_type 'ntk' needs it")
+        if self.rope and self.rope_type == "ntk" and 2 * self.max_pos <= self.orig_max_pos:
+            refuse("max_position_embeddings", "more than half of orig_max_position_embeddings (a positive NTK base)")
         kq_norm = get("kq_norm", "none")
         if kq_norm not in ("none", "rms"):
             refuse("kq_norm", "'none' or 'rms'")

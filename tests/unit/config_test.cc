@@ -176,6 +176,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"kv_reuse_every_i_layer", int64_t{1} << 40, {"kv_reuse_every_i_layer", "too large"}},
         BadValue{"vocab_size", 1e300, {"vocab_size", "integer"}},
         BadValue{"eos_token_id", json::array(), {"eos_token_id", "empty list"}},
+        BadValue{"max_position_embeddings", 1024, {"max_position_embeddings", "1024", "half of orig_max_position_embeddings (2048)"}},
         BadValue{"eos_token_id", -1, {"eos_token_id", "-1", "outside the vocabulary"}},
         BadValue{"eos_token_id", json::array({2, 32001}), {"eos_token_id", "32001", "outside the vocabulary"}}),
     [](const auto& bad) { return bad.param.field + "_" + std::to_string(bad.index); });

@@ -159,6 +159,7 @@ TEST_F(GenerateTest, StopsAtTheContextLimit) {
   test::TempDir dir;
   nlohmann::json config = test::ReadJson(test::FixtureDir("real_tokenizer_bf16") / "config.json");
   config["max_position_embeddings"] = 128 + 9;  // meta tokens count
+  config["orig_max_position_embeddings"] = 128;  // a positive NTK base (more than half of it)
   test::WriteModel(dir.path(), config, test::ReadFixtureTensors("real_tokenizer_bf16"));
   const Model small = Model::Load(dir.path());
   Sequence sequence = small.NewSequence();
@@ -180,6 +181,7 @@ TEST(GenerateCli, ContextOverflowIsAClearError) {
   test::TempDir dir;
   nlohmann::json config = test::ReadJson(test::FixtureDir("real_tokenizer_bf16") / "config.json");
   config["max_position_embeddings"] = 128 + 4;
+  config["orig_max_position_embeddings"] = 128;
   test::WriteModel(dir.path(), config, test::ReadFixtureTensors("real_tokenizer_bf16"));
   for (const char* file : {"tokenizer.model", "tokenizer_config.json"}) {
     std::filesystem::copy_file(test::FixtureDir("real_tokenizer_bf16") / file, dir / file);
