@@ -45,7 +45,7 @@ template <typename T, size_t kTokens, bool kPrefetch>
 HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, size_t cols, float* out) {
   using Format = FloatRow<T>;
   const hn::ScalableTag<float> df;
-  constexpr size_t kLanes = hn::MaxLanes(decltype(df)());
+  const size_t lanes = hn::Lanes(df);  // not MaxLanes: an upper bound on scalable targets (SVE, RVV)
   hn::Vec<decltype(df)> acc[kTileRows][kTokens];
 #pragma GCC unroll 4
   for (size_t r = 0; r < kTileRows; ++r) {
@@ -57,7 +57,7 @@ HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, s
   // its row in the next tile (contiguous rows, one tile ahead).
   const size_t prefetch_ahead = kTileRows * cols * sizeof(T);
   size_t k = 0;
-  for (; k + kLanes <= cols; k += kLanes) {
+  for (; k + lanes <= cols; k += lanes) {
     hn::Vec<decltype(df)> w[kTileRows];
 #pragma GCC unroll 4
     for (size_t r = 0; r < kTileRows; ++r) {

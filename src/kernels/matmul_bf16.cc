@@ -22,8 +22,10 @@ float Tail(const std::byte* row, const uint16_t* x, size_t from, size_t cols) {
   return sum;
 }
 
-// One output as the AVX-512 kernel forms it: 16 lanes, each adding its two
-// products per step (exact in f32) in turn, then a sum of the lanes.
+// One output from the same products as the AVX-512 kernel (each exact in
+// f32) in the same 16 lanes, but not the same bits: VDPBF16PS adds a pair in
+// its own order and flushes subnormals, and the lanes are summed in another
+// order. Fine for a fallback; the tests compare the two within 1e-4.
 float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
   float lanes[16] = {};
   size_t k = 0;

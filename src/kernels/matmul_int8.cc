@@ -73,7 +73,9 @@ int32_t QuantizeBlockPortable(const float* values, int8_t* quants, float& scale)
     return 0;
   }
   scale = max_abs / 127.0f;
-  const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+  // A subnormal scale has no finite inverse: such a block (every value below
+  // 1.5e-36) quantizes to zeros, like an all-zero one.
+  const float inverse = scale >= std::numeric_limits<float>::min() ? 1.0f / scale : 0.0f;
   int32_t sum = 0;
   for (size_t e = 0; e < kQuantBlock; ++e) {
     // |values[e] * inverse| <= 127 up to rounding, so the clamp only guards.
@@ -115,7 +117,7 @@ HYMBA_VNNI_TARGET int32_t QuantizeBlockAvx512(const float* values, int8_t* quant
   }
   const float max_abs = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(low), _mm512_abs_ps(high)));
   scale = max_abs / 127.0f;
-  const __m512 inverse = _mm512_set1_ps(scale > 0.0f ? 1.0f / scale : 0.0f);
+  const __m512 inverse = _mm512_set1_ps(scale >= std::numeric_limits<float>::min() ? 1.0f / scale : 0.0f);  // as above
   const __m512i q_low = RoundToQuants(low, inverse), q_high = RoundToQuants(high, inverse);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(quants), _mm512_cvtepi32_epi8(q_low));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(quants + 16), _mm512_cvtepi32_epi8(q_high));
@@ -266,8 +268,9 @@ bool CpuHasAvx2() {
   return false;
 #else
   // Highway's AVX2 target implies FMA and F16C (clang 14 cannot ask for f16c).
-  static const bool has = (hwy::SupportedTargets() & HWY_AVX2) != 0;
-  return has;
+  // Not cached: a test narrowing Highway's targets must not fix the answer
+  // for the rest of the process.
+  return (hwy::SupportedTargets() & HWY_AVX2) != 0;
 #endif
 }
 

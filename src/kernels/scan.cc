@@ -21,6 +21,7 @@ void ScanChannels(D d, const ScanInputs& in, size_t ch) {
   const auto zero = hn::Zero(d);
   const auto one = hn::Set(d, 1.0f);
   const auto threshold = hn::Set(d, 20.0f);  // softplus is linear above 20, as in torch
+  const auto max_exponent = hn::Set(d, 88.0f);
   const auto bias = hn::LoadU(d, in.dt_bias + ch);
   const auto d_skip = hn::LoadU(d, in.d_skip + ch);
   for (size_t t = 0; t < in.steps; ++t) {
@@ -40,7 +41,9 @@ void ScanChannels(D d, const ScanInputs& in, size_t ch) {
       y = hn::MulAdd(h, hn::Set(d, c[s]), y);
     }
     const auto z = hn::LoadU(d, in.z + t * in.z_stride + ch);
-    const auto silu_z = hn::Div(z, hn::Add(one, hn::Exp(d, hn::Sub(zero, z))));
+    // Highway's Exp is valid up to +104 (beyond, its result is wrong or NaN);
+    // exp(88) already makes silu(z) = z / (1 + exp(-z)) round to -0.
+    const auto silu_z = hn::Div(z, hn::Add(one, hn::Exp(d, hn::Min(hn::Sub(zero, z), max_exponent))));
     hn::StoreU(hn::Mul(y, silu_z), d, in.out + row);
   }
 }

@@ -218,6 +218,8 @@ TEST_P(Int8MatMulTest, SimdKernelsEqualPortableKernelBitForBit) {
       const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
       std::vector<float> x = RandomVector(n * cols, rng);
       x[5] = 1e30f;  // a block whose other values all round to zero
+      std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+      x[40] = 1e-37f;  // a block whose scale is subnormal: zeros, not 0 * inf
       Int8Activations q_portable;
       QuantizeActivations(GetParam(), x.data(), n, cols, q_portable, nullptr, Int8Kernel::kPortable);
       const size_t groups = (rows + kInterleaveRows - 1) / kInterleaveRows;
@@ -229,6 +231,7 @@ TEST_P(Int8MatMulTest, SimdKernelsEqualPortableKernelBitForBit) {
         Int8Activations q;
         QuantizeActivations(GetParam(), x.data(), n, cols, q, nullptr, kernel);
         ASSERT_EQ(q.quants, q_portable.quants);
+        for (size_t e = 0; e < kQuantBlock; ++e) ASSERT_EQ(q.quants[1 * n * kQuantBlock + e], 0) << "tiny block";
         ASSERT_EQ(q.scales, q_portable.scales);
         ASSERT_EQ(q.offsets, q_portable.offsets);
         std::vector<float> simd(n * rows);
