@@ -7,7 +7,7 @@
 #   4. `hymba serve` against real clients: the openai npm package, the chat
 #      page in headless Chromium, a load test of 16 streaming clients x 50
 #      requests checked against the same requests served alone;
-#   5. every fuzz target for 15 s, with clang's libFuzzer, ASan and UBSan.
+#   5. every fuzz target for 10 s, with clang's libFuzzer, ASan and UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -49,6 +49,6 @@ step "Server with real clients (tests/server/)"
 node tests/server/load_test.mjs --clients 16 --requests 50
 
 step "Fuzzing (scripts/fuzz.sh)"
-scripts/fuzz.sh -t 15
+scripts/fuzz.sh -t 10
 step ""
 echo "-- total: $SECONDS s"
