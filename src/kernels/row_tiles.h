@@ -25,8 +25,8 @@ constexpr size_t kL2BlockBytes = size_t{512} << 10;
 // tokens, first_pass, out) fills out[r * kTileTokens + t] for r < kTileRows
 // and t < tokens; a short last tile repeats its last row and its last token.
 // first_pass: the first token tile over a block, whose weights come from
-// memory (later tiles find them in L2, where prefetching them again only
-// costs: a third of the prompt's speed).
+// memory (later tiles find them in L2, where prefetching them again cost
+// a fifth of the prompt's speed).
 template <typename X, typename Tile>
 void ForEachRowTile(const MatView& w, const X* x, size_t n, float* y, size_t y_stride, size_t row_begin,
                     size_t row_end, const Tile& tile) {
