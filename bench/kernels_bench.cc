@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/cache_line_vector.h"
 #include "core/interleaved.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
@@ -140,12 +141,12 @@ BENCHMARK(BM_SelectiveScan)->Args({1, 1})->Args({512, 1})->Args({512, 2})->UseRe
 // plus the meta tokens, at Hymba-1.5B's head sizes (64 for q.k, 128 for v).
 void BM_Attend(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, keys = 1152, heads = static_cast<size_t>(state.range(0));
-  std::vector<float> q(heads * dqk, 0.1f), k(keys * dqk, 0.2f), v(keys * dv, 0.3f), scores(heads * keys),
-      out(heads * dv);
+  CacheLineVector<float> k(keys * dqk + kKeyTile, 0.2f);
+  std::vector<float> q(heads * dqk, 0.1f), v(keys * dv, 0.3f), scores(heads * keys), out(heads * dv);
   std::vector<const float*> key_rows(keys), value_rows(keys);
-  for (size_t m = 0; m < keys; ++m) key_rows[m] = &k[m * dqk], value_rows[m] = &v[m * dv];
+  for (size_t m = 0; m < keys; ++m) key_rows[m] = &k[KeyTileIndex(m, dqk)], value_rows[m] = &v[m * dv];
   for (auto _ : state) {
-    Attend(q.data(), heads, key_rows.data(), 0, value_rows.data(), 0, keys, dqk, dv, 0.125f, scores.data(), out.data());
+    Attend(q.data(), heads, key_rows.data(), value_rows.data(), keys, dqk, dv, 0.125f, scores.data(), out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["head-keys/s"] =
@@ -164,16 +165,17 @@ Element ToElement(float value) {
 
 // One decode step's attention over a sliding window (meta + 1025 positions)
 // as the engine runs it: each K/V head's keys and values are one stream in
-// the cache, taken in ranges of 128 keys whose results merge. Every K/V head
+// the cache, taken in ranges of 256 keys whose results merge. Every K/V head
 // of 16 layers' caches, so that keys and values come from memory as they do
 // at depth; one thread. bytes/s counts the K/V read. Cache type f32 or f16.
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
-  const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 128;
+  const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 256;
   const size_t parts = (keys + range - 1) / range;
   const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
-  std::vector<std::vector<Element>> k(layers, std::vector<Element>(kv_heads * keys * dqk, key_value)),
-      v(layers, std::vector<Element>(kv_heads * keys * dv, value_value));
+  const size_t head_keys = (keys + kKeyTile - 1) / kKeyTile * kKeyTile * dqk;  // one head's whole tiles
+  std::vector<CacheLineVector<Element>> k(layers, CacheLineVector<Element>(kv_heads * head_keys + kKeyTile, key_value));
+  std::vector<std::vector<Element>> v(layers, std::vector<Element>(kv_heads * keys * dv, value_value));
   std::vector<float> q(group * dqk, 0.1f), scores(group * range), part_out(parts * group * dv), out(group * dv);
   std::vector<SoftmaxStats> stats(parts * group);
   std::vector<const Element*> key_rows(keys), value_rows(keys);
@@ -181,12 +183,12 @@ void BM_AttendDecode(benchmark::State& state) {
     for (size_t layer = 0; layer < layers; ++layer) {
       for (size_t g = 0; g < kv_heads; ++g) {
         for (size_t m = 0; m < keys; ++m) {
-          key_rows[m] = &k[layer][(g * keys + m) * dqk];
+          key_rows[m] = &k[layer][g * head_keys + KeyTileIndex(m, dqk)];
           value_rows[m] = &v[layer][(g * keys + m) * dv];
         }
         for (size_t p = 0; p < parts; ++p) {
           const size_t first = p * range, size = std::min(keys, first + range) - first;
-          Attend(q.data(), group, &key_rows[first], 0, &value_rows[first], 0, size, dqk, dv, 0.125f, scores.data(),
+          Attend(q.data(), group, &key_rows[first], &value_rows[first], size, dqk, dv, 0.125f, scores.data(),
                  &part_out[p * group * dv], &stats[p * group]);
         }
         for (size_t j = 0; j < group; ++j) {

@@ -44,50 +44,84 @@ HWY_INLINE float ScalarF32(const T& value) {
 // kHeads heads sharing one K/V head; a compile-time count keeps the
 // accumulators in registers.
 template <size_t kHeads, typename T>
-void AttendHeads(const float* queries, const T* const* key_rows, size_t key_offset, const T* const* value_rows,
-                 size_t value_offset, size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out,
-                 SoftmaxStats* stats) {
+void AttendHeads(const float* queries, const T* const* key_rows, const T* const* value_rows, size_t count, size_t dqk,
+                 size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
   const hn::ScalableTag<float> d;
   const hn::CappedTag<float, 1> d1;
   const size_t lanes = hn::Lanes(d);
   using V = hn::Vec<decltype(d)>;
   constexpr size_t heads = kHeads;
 
-  // Scores: one pass over the keys, each key vector multiplied into every head.
-  // A long context's keys and values come from DRAM in rows scattered over
-  // the cache (a position's K/V row holds every K/V head): keys are fetched a
-  // few positions ahead, and each position's values into L2 for the pass
-  // over values below.
-  constexpr size_t kPrefetchKeys = 8;
-  for (size_t m = 0; m < count; ++m) {
-    const T* key = key_rows[m] + key_offset;
-    constexpr size_t kLine = 64 / sizeof(T);  // elements per cache line
-    if (m + kPrefetchKeys < count) {
-      const T* ahead = key_rows[m + kPrefetchKeys] + key_offset;
-      for (size_t i = 0; i < dqk; i += kLine) __builtin_prefetch(ahead + i, 0, 3);
-    }
-    for (size_t i = 0; i < dv; i += kLine) __builtin_prefetch(value_rows[m] + value_offset + i, 0, 2);
-    V acc[kHeads];
+  // Scores: a run of keys in one tile (consecutive pointers, at most one
+  // vector) at a time, each lane one key's dot product, accumulated over the
+  // dimensions in order (even and odd dimensions in two chains, then added):
+  // the same operations for a key whichever run and lane it falls in. A long
+  // context's keys and values come from DRAM: the keys a tile ahead are
+  // fetched, and the run's values into L2 for the pass over values below.
+  const hn::CappedTag<float, kKeyTile> dk;
+  using VK = hn::Vec<decltype(dk)>;
+  const size_t key_lanes = hn::Lanes(dk);
+  constexpr size_t kLine = 64 / sizeof(T);  // elements per cache line
+  static_assert(kKeyTile * sizeof(T) * 2 >= 64, "a cache line holds at most two dimensions of a tile");
+  VK max_vector[kHeads];
 #pragma GCC unroll 8
-    for (size_t j = 0; j < heads; ++j) acc[j] = hn::Zero(d);
+  for (size_t j = 0; j < heads; ++j) max_vector[j] = hn::Set(dk, -INFINITY);
+  for (size_t m = 0; m < count;) {
+    const T* key = key_rows[m];
+    size_t run = 1;
+    while (run < key_lanes && m + run < count && key_rows[m + run] == key + run) ++run;
+    const T* ahead = key_rows[std::min(m + kKeyTile, count - 1)];
+    VK even[kHeads], odd[kHeads];
+#pragma GCC unroll 8
+    for (size_t j = 0; j < heads; ++j) even[j] = hn::Zero(dk), odd[j] = hn::Zero(dk);
+    // The run's values go into L2 four lines per step of the loop: all of
+    // them at once stalls on full miss buffers, f32 values more than f16.
+    size_t value_row = 0, value_element = 0;  // the next line to prefetch
+    auto prefetch_values = [&](size_t lines) {
+      for (; lines > 0 && value_row < run; --lines) {
+        __builtin_prefetch(value_rows[m + value_row] + value_element, 0, 2);
+        value_element += kLine;
+        if (value_element >= dv) value_element = 0, ++value_row;
+      }
+    };
     size_t i = 0;
-    for (; i + lanes <= dqk; i += lanes) {
-      const V k = LoadF32(d, key + i);
+    for (; i + 2 <= dqk; i += 2) {
+      __builtin_prefetch(ahead + i * kKeyTile, 0, 3);
+      if constexpr (kKeyTile * sizeof(T) >= 64) __builtin_prefetch(ahead + (i + 1) * kKeyTile, 0, 3);
+      prefetch_values(4);
+      const VK k0 = LoadF32(dk, key + i * kKeyTile), k1 = LoadF32(dk, key + (i + 1) * kKeyTile);
 #pragma GCC unroll 8
-      for (size_t j = 0; j < heads; ++j) acc[j] = hn::MulAdd(hn::LoadU(d, queries + j * dqk + i), k, acc[j]);
+      for (size_t j = 0; j < heads; ++j) {
+        even[j] = hn::MulAdd(hn::Set(dk, queries[j * dqk + i]), k0, even[j]);
+        odd[j] = hn::MulAdd(hn::Set(dk, queries[j * dqk + i + 1]), k1, odd[j]);
+      }
     }
+    prefetch_values(run * dv);  // those a short loop left
+    if (i < dqk) {
+      const VK k0 = LoadF32(dk, key + i * kKeyTile);
+#pragma GCC unroll 8
+      for (size_t j = 0; j < heads; ++j) even[j] = hn::MulAdd(hn::Set(dk, queries[j * dqk + i]), k0, even[j]);
+    }
+    const auto in_run = hn::FirstN(dk, run);
     for (size_t j = 0; j < heads; ++j) {
-      float dot = hn::GetLane(hn::SumOfLanes(d, acc[j]));
-      for (size_t tail = i; tail < dqk; ++tail) dot += queries[j * dqk + tail] * ScalarF32(key[tail]);
-      scores[j * count + m] = dot * scale;
+      const VK score = hn::Mul(hn::Add(even[j], odd[j]), hn::Set(dk, scale));
+      max_vector[j] = hn::Max(max_vector[j], hn::IfThenElse(in_run, score, hn::Set(dk, -INFINITY)));
+      if (run == key_lanes) {
+        hn::StoreU(score, dk, scores + j * count + m);
+      } else {
+        float lane_scores[kKeyTile];
+        hn::StoreU(score, dk, lane_scores);
+        std::copy_n(lane_scores, run, scores + j * count + m);
+      }
     }
+    m += run;
   }
 
   // Softmax weights, unnormalised: exp(s - max); the sum divides the output once.
   float inverse[kHeads];
   for (size_t j = 0; j < heads; ++j) {
     float* row = scores + j * count;
-    const float max_score = *std::max_element(row, row + count);
+    const float max_score = hn::GetLane(hn::MaxOfLanes(dk, max_vector[j]));
     const auto shift = hn::Set(d, max_score);
     auto sum_vector = hn::Zero(d);
     size_t m = 0;
@@ -119,7 +153,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, size_t key_offs
 #pragma GCC unroll 8
       for (size_t j = 0; j < heads; ++j) a0[j] = hn::LoadU(d, out + j * dv + i), a1[j] = hn::LoadU(d, out + j * dv + i + lanes);
       for (size_t k = k0; k < k1; ++k) {
-        const T* v = value_rows[k] + value_offset + i;
+        const T* v = value_rows[k] + i;
         const V v0 = LoadF32(d, v), v1 = LoadF32(d, v + lanes);
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
@@ -134,7 +168,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, size_t key_offs
       for (size_t j = 0; j < heads; ++j) {
         V acc = hn::LoadU(d, out + j * dv + i);
         for (size_t k = k0; k < k1; ++k) {
-          acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), LoadF32(d, value_rows[k] + value_offset + i), acc);
+          acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), LoadF32(d, value_rows[k] + i), acc);
         }
         hn::StoreU(acc, d, out + j * dv + i);
       }
@@ -142,7 +176,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, size_t key_offs
     for (; i < dv; ++i) {
       for (size_t j = 0; j < heads; ++j) {
         float acc = out[j * dv + i];
-        for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * ScalarF32(value_rows[k][value_offset + i]);
+        for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * ScalarF32(value_rows[k][i]);
         out[j * dv + i] = acc;
       }
     }
@@ -155,16 +189,15 @@ void AttendHeads(const float* queries, const T* const* key_rows, size_t key_offs
 }
 
 template <typename T>
-void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, size_t key_offset,
-                const T* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-                float* scores, float* out, SoftmaxStats* stats) {
+void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, const T* const* value_rows, size_t count,
+                size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
   for (size_t first = 0; first < heads; first += kMaxHeads) {
     const float* q = queries + first * dqk;
     float* o = out + first * dv;
     SoftmaxStats* s = stats == nullptr ? nullptr : stats + first;
     switch (std::min(kMaxHeads, heads - first)) {
 #define HYMBA_ATTEND_CASE(n) \
-  case n: AttendHeads<n>(q, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, o, s); break;
+  case n: AttendHeads<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s); break;
       HYMBA_ATTEND_CASE(1) HYMBA_ATTEND_CASE(2) HYMBA_ATTEND_CASE(3) HYMBA_ATTEND_CASE(4)
       HYMBA_ATTEND_CASE(5) HYMBA_ATTEND_CASE(6) HYMBA_ATTEND_CASE(7) HYMBA_ATTEND_CASE(8)
 #undef HYMBA_ATTEND_CASE
@@ -172,16 +205,15 @@ void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, si
   }
 }
 
-void AttendF32(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
-               const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-               float* scores, float* out, SoftmaxStats* stats) {
-  AttendImpl(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, out, stats);
+void AttendF32(const float* queries, size_t heads, const float* const* key_rows, const float* const* value_rows,
+               size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
+  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
 }
 
-void AttendF16(const float* queries, size_t heads, const hwy::float16_t* const* key_rows, size_t key_offset,
-               const hwy::float16_t* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv,
-               float scale, float* scores, float* out, SoftmaxStats* stats) {
-  AttendImpl(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv, scale, scores, out, stats);
+void AttendF16(const float* queries, size_t heads, const hwy::float16_t* const* key_rows,
+               const hwy::float16_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale, float* scores,
+               float* out, SoftmaxStats* stats) {
+  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -194,18 +226,15 @@ namespace hymba {
 HWY_EXPORT(AttendF32);
 HWY_EXPORT(AttendF16);
 
-void Attend(const float* queries, size_t heads, const float* const* key_rows, size_t key_offset,
-            const float* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv, float scale,
-            float* scores, float* out, SoftmaxStats* stats) {
-  HWY_DYNAMIC_DISPATCH(AttendF32)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
-                                  scale, scores, out, stats);
+void Attend(const float* queries, size_t heads, const float* const* key_rows, const float* const* value_rows,
+            size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
+  HWY_DYNAMIC_DISPATCH(AttendF32)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
 }
 
-void Attend(const float* queries, size_t heads, const hwy::float16_t* const* key_rows, size_t key_offset,
-            const hwy::float16_t* const* value_rows, size_t value_offset, size_t count, size_t dqk, size_t dv,
-            float scale, float* scores, float* out, SoftmaxStats* stats) {
-  HWY_DYNAMIC_DISPATCH(AttendF16)(queries, heads, key_rows, key_offset, value_rows, value_offset, count, dqk, dv,
-                                  scale, scores, out, stats);
+void Attend(const float* queries, size_t heads, const hwy::float16_t* const* key_rows,
+            const hwy::float16_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale, float* scores,
+            float* out, SoftmaxStats* stats) {
+  HWY_DYNAMIC_DISPATCH(AttendF16)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
 }
 
 void MergeAttention(const float* parts, size_t part_stride, const SoftmaxStats* stats, size_t stats_stride,

@@ -8,9 +8,11 @@
 
 #include <hwy/base.h>
 
+#include "core/cache_line_vector.h"
 #include "core/thread_pool.h"
 #include "hymba/config.h"
 #include "hymba/model.h"
+#include "kernels/attention.h"
 #include "model/weights.h"
 
 namespace hymba {
@@ -29,8 +31,9 @@ class KvCacheOf {
   KvCacheOf(const Config& config, int owner);
 
   void Append(const float* key, const float* value);  // the next position, every K/V head
-  const T* Key(int64_t position, size_t kv_head) const;
-  const T* Value(int64_t position, size_t kv_head) const;
+  // Where the key (in the attention kernel's tiles) and the value of `count`
+  // consecutive positions from `first` are, for one K/V head.
+  void Rows(int64_t first, size_t count, size_t kv_head, const T** keys, const T** values) const;
   void Commit();  // the chunk is done: move scratch entries into the ring
 
   int64_t positions() const { return positions_; }
@@ -39,6 +42,8 @@ class KvCacheOf {
 
  private:
   size_t Slot(int64_t position) const;
+  size_t BlockKeyIndex(size_t slot, size_t kv_head) const;      // in key_blocks_[slot / kBlockSlots]
+  size_t ScratchKeyIndex(size_t index, size_t kv_head) const;  // in scratch_keys_, index = position - committed_
   size_t kv_heads_, key_dim_, value_dim_;
   int64_t meta_;
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
@@ -49,11 +54,15 @@ class KvCacheOf {
   // one partly used block, and a ring (meta + ring slots) never holds more
   // than the sequence has used, whatever sliding_window a config names.
   // Inside a block each K/V head has its own run of slots, so a decode step
-  // reads one head's keys (and values) as one stream, not a slice of every row.
+  // reads one head's keys (and values) as one stream, not a slice of every
+  // row; its keys are in the attention kernel's tiles (kernels/attention.h).
   static constexpr size_t kBlockSlots = 256;
-  std::vector<std::vector<T>> key_blocks_, value_blocks_;  // [block][kv head][slot in block][dim]
+  static_assert(kBlockSlots % kKeyTile == 0, "a block holds whole key tiles");
+  std::vector<CacheLineVector<T>> key_blocks_;  // [block][kv head][key tiles of the block's slots] + tile padding
+  std::vector<std::vector<T>> value_blocks_;  // [block][kv head][slot in block][dim]
   size_t slots_used_ = 0;
-  std::vector<T> scratch_keys_, scratch_values_;  // [positions_ - committed_][kv head][dim]
+  CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][dim][kKeyTile] + tile padding
+  std::vector<T> scratch_values_;  // [positions_ - committed_][kv head][dim]
 };
 using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>>;
 

@@ -14,6 +14,41 @@
 namespace hymba {
 namespace {
 
+// Keys of `slots` cache slots in the kernel's tiles, padding included.
+template <typename T>
+struct KeyTiles {
+  KeyTiles(size_t slots, size_t dqk_) : dqk(dqk_), data(KeyTileIndex((slots + kKeyTile - 1) / kKeyTile * kKeyTile, dqk_) + kKeyTile) {}
+  T* key(size_t slot) { return &data[KeyTileIndex(slot, dqk)]; }
+  size_t dqk;
+  std::vector<T> data;
+};
+
+double Decoded(float v) { return v; }
+double Decoded(hwy::float16_t v) { return F16ToF32(std::bit_cast<uint16_t>(v)); }
+
+// Every head's attention output [heads, dv] by the textbook formula in double.
+template <typename T>
+std::vector<double> DoubleLoopAttention(const std::vector<float>& queries, size_t heads,
+                                        const std::vector<const T*>& key_rows, const std::vector<const T*>& value_rows,
+                                        size_t dqk, size_t dv, double scale) {
+  const size_t count = key_rows.size();
+  std::vector<double> out(heads * dv, 0.0);
+  for (size_t j = 0; j < heads; ++j) {
+    std::vector<double> weights(count);
+    double max_score = -INFINITY, sum = 0;
+    for (size_t m = 0; m < count; ++m) {
+      double dot = 0;
+      for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * Decoded(key_rows[m][i * kKeyTile]);
+      max_score = std::max(max_score, weights[m] = dot * scale);
+    }
+    for (double& w : weights) sum += (w = std::exp(w - max_score));
+    for (size_t i = 0; i < dv; ++i) {
+      for (size_t m = 0; m < count; ++m) out[j * dv + i] += weights[m] / sum * Decoded(value_rows[m][i]);
+    }
+  }
+  return out;
+}
+
 TEST(Attend, MatchesDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
     std::mt19937 rng(4);
@@ -22,48 +57,78 @@ TEST(Attend, MatchesDoubleLoopOnEveryTarget) {
       for (size_t dqk : {1, 16, 20, 64}) {
         for (size_t dv : {1, 7, 40, 128}) {
           for (size_t count : {1, 2, 17, 40}) {
-            // Rows scattered in a pool, at offsets, as the ring cache hands them out.
-            const size_t key_offset = 3, value_offset = 5, width = dqk + dv + 8;
-            std::vector<float> pool((count + 7) * width);
-            for (float& v : pool) v = normal(rng);
-            std::vector<const float*> key_rows, value_rows;
-            for (size_t m = 0; m < count; ++m) {
-              const size_t row = (m * 5 + 3) % (count + 7);
-              key_rows.push_back(&pool[row * width]);
-              value_rows.push_back(&pool[row * width + dqk]);
-            }
-            std::vector<float> queries(heads * dqk);
-            for (float& v : queries) v = 4.0f * normal(rng);  // sharp softmax
-            const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
-            std::vector<float> scores(heads * count), out(heads * dv + 1, 99.0f);
-            Attend(queries.data(), heads, key_rows.data(), key_offset, value_rows.data(), value_offset, count, dqk, dv,
-                   scale, scores.data(), out.data());
-            for (size_t j = 0; j < heads; ++j) {
-              std::vector<double> weights(count);
-              double max_score = -INFINITY, sum = 0;
+            for (bool ring : {true, false}) {
+              // Slots as the ring cache hands them out (consecutive from an
+              // arbitrary lane, wrapping around) or scattered over the pool.
+              const size_t slots = count + 7;
+              KeyTiles<float> keys(slots, dqk);
+              std::vector<float> values(slots * dv);
+              for (float& v : keys.data) v = normal(rng);
+              for (float& v : values) v = normal(rng);
+              std::vector<const float*> key_rows, value_rows;
               for (size_t m = 0; m < count; ++m) {
-                double dot = 0;
-                for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * key_rows[m][key_offset + i];
-                weights[m] = dot * scale;
-                max_score = std::max(max_score, weights[m]);
+                const size_t slot = ring ? (m + 11) % slots : (m * 5 + 3) % slots;
+                key_rows.push_back(keys.key(slot));
+                value_rows.push_back(&values[slot * dv]);
               }
-              for (double& w : weights) sum += (w = std::exp(w - max_score));
-              for (size_t i = 0; i < dv; ++i) {
-                double expected = 0;
-                for (size_t m = 0; m < count; ++m) expected += weights[m] / sum * value_rows[m][value_offset + i];
-                ASSERT_NEAR(out[j * dv + i], expected, 1e-5 * (1 + std::fabs(expected)))
-                    << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count << " j " << j;
+              std::vector<float> queries(heads * dqk);
+              for (float& v : queries) v = 4.0f * normal(rng);  // sharp softmax
+              const float scale = 1.0f / std::sqrt(static_cast<float>(dqk));
+              std::vector<float> scores(heads * count), out(heads * dv + 1, 99.0f);
+              Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, scale, scores.data(),
+                     out.data());
+              const std::vector<double> expected =
+                  DoubleLoopAttention(queries, heads, key_rows, value_rows, dqk, dv, scale);
+              for (size_t j = 0; j < heads; ++j) {
+                for (size_t i = 0; i < dv; ++i) {
+                  ASSERT_NEAR(out[j * dv + i], expected[j * dv + i], 1e-5 * (1 + std::fabs(expected[j * dv + i])))
+                      << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count << " j " << j;
+                }
+                // The same head alone gives the same bits: a thread's share of
+                // heads must not change any result.
+                std::vector<float> alone(dv), alone_scores(count);
+                Attend(&queries[j * dqk], 1, key_rows.data(), value_rows.data(), count, dqk, dv, scale,
+                       alone_scores.data(), alone.data());
+                for (size_t i = 0; i < dv; ++i) ASSERT_EQ(alone[i], out[j * dv + i]);
               }
-              // The same head alone gives the same bits: a thread's share of
-              // heads must not change any result.
-              std::vector<float> alone(dv), alone_scores(count);
-              Attend(&queries[j * dqk], 1, key_rows.data(), key_offset, value_rows.data(), value_offset, count, dqk, dv,
-                     scale, alone_scores.data(), alone.data());
-              for (size_t i = 0; i < dv; ++i) ASSERT_EQ(alone[i], out[j * dv + i]);
+              ASSERT_EQ(out[heads * dv], 99.0f);
             }
-            ASSERT_EQ(out[heads * dv], 99.0f);
           }
         }
+      }
+    }
+  });
+}
+
+// Where a key sits in its tile (which lane, how long a run it shares) does
+// not change a bit of the result: prefill, chunked and token-by-token
+// decoding hand the kernel the same keys at different places.
+TEST(Attend, ResultDoesNotDependOnTilePlacement) {
+  test::ForEachSimdTarget([&](int64_t) {
+    std::mt19937 rng(6);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const size_t heads = 5, dqk = 64, dv = 128, count = 45;
+    std::vector<float> key_values(count * dqk), values(count * dv), queries(heads * dqk);
+    for (float& v : key_values) v = normal(rng);
+    for (float& v : values) v = normal(rng);
+    for (float& v : queries) v = 3.0f * normal(rng);
+    std::vector<const float*> value_rows;
+    for (size_t m = 0; m < count; ++m) value_rows.push_back(&values[m * dv]);
+    std::vector<float> first_out;
+    for (size_t first_slot : {0, 1, 7, 15, 16, 30}) {
+      for (size_t gap_after : {count, size_t{3}, size_t{20}}) {  // a jump in the slots splits a run
+        KeyTiles<float> keys(first_slot + count + 40, dqk);
+        std::vector<const float*> key_rows;
+        for (size_t m = 0; m < count; ++m) {
+          float* key = keys.key(first_slot + m + (m >= gap_after ? 9 : 0));
+          for (size_t i = 0; i < dqk; ++i) key[i * kKeyTile] = key_values[m * dqk + i];
+          key_rows.push_back(key);
+        }
+        std::vector<float> scores(heads * count), out(heads * dv);
+        Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.3f, scores.data(),
+               out.data());
+        if (first_out.empty()) first_out = out;
+        ASSERT_EQ(out, first_out) << "first slot " << first_slot << ", gap after " << gap_after;
       }
     }
   });
@@ -75,14 +140,15 @@ TEST(Attend, RangesMergeIntoTheWholeList) {
   std::mt19937 rng(9);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const size_t heads = 5, dqk = 64, dv = 128, count = 300;
-  std::vector<float> keys(count * dqk), values(count * dv), queries(heads * dqk);
-  for (float& v : keys) v = normal(rng);
+  KeyTiles<float> keys(count, dqk);
+  std::vector<float> values(count * dv), queries(heads * dqk);
+  for (float& v : keys.data) v = normal(rng);
   for (float& v : values) v = normal(rng);
   for (float& v : queries) v = 3.0f * normal(rng);
   std::vector<const float*> key_rows, value_rows;
-  for (size_t m = 0; m < count; ++m) key_rows.push_back(&keys[m * dqk]), value_rows.push_back(&values[m * dv]);
+  for (size_t m = 0; m < count; ++m) key_rows.push_back(keys.key(m)), value_rows.push_back(&values[m * dv]);
   std::vector<float> scores(heads * count), whole(heads * dv);
-  Attend(queries.data(), heads, key_rows.data(), 0, value_rows.data(), 0, count, dqk, dv, 0.125f, scores.data(),
+  Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.125f, scores.data(),
          whole.data());
   for (size_t range : {1, 7, 128, 300}) {
     const size_t parts = (count + range - 1) / range;
@@ -90,7 +156,7 @@ TEST(Attend, RangesMergeIntoTheWholeList) {
     std::vector<SoftmaxStats> stats(parts * heads);
     for (size_t p = 0; p < parts; ++p) {
       const size_t first = p * range, size = std::min(count, first + range) - first;
-      Attend(queries.data(), heads, &key_rows[first], 0, &value_rows[first], 0, size, dqk, dv, 0.125f, scores.data(),
+      Attend(queries.data(), heads, &key_rows[first], &value_rows[first], size, dqk, dv, 0.125f, scores.data(),
              &part_out[p * heads * dv], &stats[p * heads]);
     }
     for (size_t j = 0; j < heads; ++j) {
@@ -109,7 +175,7 @@ TEST(Attend, RangesMergeIntoTheWholeList) {
 
 // Keys and values stored as f16 (cache type f16) give the double loop over
 // the values the f16 bits hold, on every target, tails included.
-TEST(Attend, F16RowsMatchDoubleLoopOnEveryTarget) {
+TEST(Attend, F16KeysAndValuesMatchDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
     std::mt19937 rng(5);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -117,35 +183,25 @@ TEST(Attend, F16RowsMatchDoubleLoopOnEveryTarget) {
       for (size_t dqk : {20, 64}) {
         for (size_t dv : {7, 128}) {
           for (size_t count : {1, 33}) {
-            std::vector<hwy::float16_t> keys(count * dqk), values(count * dv);
+            KeyTiles<hwy::float16_t> keys(count + 3, dqk);  // from lane 3: a partial run first
+            std::vector<hwy::float16_t> values(count * dv);
             auto fill = [&](std::vector<hwy::float16_t>& rows) {
               for (hwy::float16_t& v : rows) v = std::bit_cast<hwy::float16_t>(F32ToF16(normal(rng)));
             };
-            fill(keys);
+            fill(keys.data);
             fill(values);
-            auto decoded = [](hwy::float16_t v) { return static_cast<double>(F16ToF32(std::bit_cast<uint16_t>(v))); };
             std::vector<const hwy::float16_t*> key_rows, value_rows;
-            for (size_t m = 0; m < count; ++m) key_rows.push_back(&keys[m * dqk]), value_rows.push_back(&values[m * dv]);
+            for (size_t m = 0; m < count; ++m) key_rows.push_back(keys.key(m + 3)), value_rows.push_back(&values[m * dv]);
             std::vector<float> queries(heads * dqk);
             for (float& v : queries) v = 2.0f * normal(rng);
             std::vector<float> scores(heads * count), out(heads * dv);
-            Attend(queries.data(), heads, key_rows.data(), 0, value_rows.data(), 0, count, dqk, dv, 0.125f,
-                   scores.data(), out.data());
-            for (size_t j = 0; j < heads; ++j) {
-              std::vector<double> weights(count);
-              double max_score = -INFINITY, sum = 0;
-              for (size_t m = 0; m < count; ++m) {
-                double dot = 0;
-                for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * decoded(keys[m * dqk + i]);
-                max_score = std::max(max_score, weights[m] = dot * 0.125);
-              }
-              for (double& w : weights) sum += (w = std::exp(w - max_score));
-              for (size_t i = 0; i < dv; ++i) {
-                double expected = 0;
-                for (size_t m = 0; m < count; ++m) expected += weights[m] / sum * decoded(values[m * dv + i]);
-                ASSERT_NEAR(out[j * dv + i], expected, 1e-5 * (1 + std::fabs(expected)))
-                    << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count;
-              }
+            Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.125f, scores.data(),
+                   out.data());
+            const std::vector<double> expected =
+                DoubleLoopAttention(queries, heads, key_rows, value_rows, dqk, dv, 0.125);
+            for (size_t i = 0; i < heads * dv; ++i) {
+              ASSERT_NEAR(out[i], expected[i], 1e-5 * (1 + std::fabs(expected[i])))
+                  << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count;
             }
           }
         }
@@ -155,11 +211,13 @@ TEST(Attend, F16RowsMatchDoubleLoopOnEveryTarget) {
 }
 
 TEST(Attend, HugeScoresStayFinite) {
-  const std::vector<float> query(16, 100.0f), key(16, 100.0f), value(4, 2.0f);
-  const float* keys[] = {key.data(), key.data(), key.data()};
+  const std::vector<float> query(16, 100.0f), value(4, 2.0f);
+  KeyTiles<float> key(1, 16);
+  std::fill(key.data.begin(), key.data.end(), 100.0f);
+  const float* keys[] = {key.key(0), key.key(0), key.key(0)};
   const float* values[] = {value.data(), value.data(), value.data()};
   std::vector<float> scores(3), out(4);
-  Attend(query.data(), 1, keys, 0, values, 0, 3, 16, 4, 1.0f, scores.data(), out.data());
+  Attend(query.data(), 1, keys, values, 3, 16, 4, 1.0f, scores.data(), out.data());
   for (float v : out) EXPECT_FLOAT_EQ(v, 2.0f);
 }
 

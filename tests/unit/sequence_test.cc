@@ -51,6 +51,22 @@ TEST_P(SequenceTest, BytesMatchTheEngineCacheLayout) {
   }
 }
 
+// Prefill, chunks of any size and token-by-token decoding, on one thread or
+// two, give the same bits (the f32 cache; the f16 cache below): attention
+// splits each token's keys into ranges by position alone, whatever the
+// chunk or thread count, and a key's score does not depend on where it sits
+// in the kernel's tiles.
+TEST_P(SequenceTest, FeedingModesAndThreadCountsGiveTheSameBits) {
+  const Model two = Model::Load(test::FixtureDir(GetParam()), 2);
+  const Model one = Model::Load(test::FixtureDir(GetParam()), 1);
+  const std::vector<int32_t> tokens = FixtureTokens(GetParam());
+  const std::vector<float> full = two.Logits(tokens, LogitsMode::kFull);
+  EXPECT_EQ(two.Logits(tokens, LogitsMode::kIncremental), full);
+  EXPECT_EQ(two.Logits(tokens, LogitsMode::kChunked, 3), full);
+  EXPECT_EQ(one.Logits(tokens, LogitsMode::kFull), full);
+  EXPECT_EQ(one.Logits(tokens, LogitsMode::kIncremental), full);
+}
+
 // Cache type f16 rounds each key and value once, where it is stored: every
 // way of feeding the tokens (E5) reads the same f16 entries and gives the same
 // bits, and the logits stay close to the f32 cache's.
