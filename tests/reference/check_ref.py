@@ -246,8 +246,8 @@ def check_fixture(name):
     expect(rel(step, ref) < 1e-10, f"{name}: token-by-token implementation agrees ({rel(step, ref):.1e})")
 
     spread = ref.std(axis=0).mean()
-    argmaxes = len(set(ref.argmax(-1).tolist()))
-    expect(1 < np.abs(ref).max() < 50 and spread > 0.1 and argmaxes > len(tokens) // 4,
+    argmaxes = len(set(ref.argmax(-1).tolist()))  # at most the vocabulary, whatever the length
+    expect(1 < np.abs(ref).max() < 50 and spread > 0.1 and argmaxes > min(len(tokens), ref.shape[-1]) // 4,
            f"{name}: non-degenerate (max |logit| {np.abs(ref).max():.2f}, mean std over positions {spread:.2f}, "
            f"{argmaxes} distinct argmax of {len(tokens)})")
 
