@@ -38,7 +38,7 @@ class KvCacheOf {
 
   int64_t positions() const { return positions_; }
   size_t bytes() const;       // persistent slots in use, not counting the scratch
-  size_t held_bytes() const;  // the blocks allocated for them
+  size_t held_bytes() const;  // the blocks allocated for them (less 16 elements of key padding per block)
 
  private:
   size_t Slot(int64_t position) const;
@@ -58,8 +58,8 @@ class KvCacheOf {
   // row; its keys are in the attention kernel's tiles (kernels/attention.h).
   static constexpr size_t kBlockSlots = 256;
   static_assert(kBlockSlots % kKeyTile == 0, "a block holds whole key tiles");
-  std::vector<CacheLineVector<T>> key_blocks_;  // [block][kv head][key tiles of the block's slots] + tile padding
-  std::vector<std::vector<T>> value_blocks_;  // [block][kv head][slot in block][dim]
+  std::vector<CacheLineVector<T>> key_blocks_;    // [block][kv head][key tiles of the block's slots] + tile padding
+  std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][slot in block][dim]
   size_t slots_used_ = 0;
   CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][dim][kKeyTile] + tile padding
   std::vector<T> scratch_values_;  // [positions_ - committed_][kv head][dim]

@@ -69,15 +69,16 @@ FIXTURES = {
                            kv_reuse_group=[[0, 1], [2, 3]], num_memory_tokens=16, sliding_window=3,
                            rope_type="default"),
                       "MIXED", 45, 3),
-    # Long enough that the global layers attend over several of the engine's
-    # ranges of 256 keys, in prefill and in decode; a global producer read by a
-    # sliding consumer and the reverse.
-    "long_context_f32": (dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=4,
+    # Long enough that attention runs over several of the engine's ranges of
+    # 256 keys, in prefill and in decode: two global layers (a global producer
+    # read by a sliding consumer, and the reverse) and a sliding-only owner
+    # whose ring (meta + 301 slots) crosses a 256-slot block and wraps twice.
+    "long_context_f32": (dict(vocab_size=64, hidden_size=16, intermediate_size=24, num_hidden_layers=5,
                               num_attention_heads=4, num_key_value_heads=2, global_attn_idx=[0, 3],
-                              kv_reuse_group=[[0, 1], [2, 3]], num_memory_tokens=8, sliding_window=40,
+                              kv_reuse_group=[[0, 1], [2, 3]], num_memory_tokens=8, sliding_window=300,
                               max_position_embeddings=1024, orig_max_position_embeddings=256,
                               seq_length=1024),
-                         "F32", 600, 1),
+                         "F32", 700, 1),
     # The real tokenizer and vocabulary, 128 meta tokens, real RoPE scaling.
     "real_tokenizer_bf16": (dict(vocab_size=32001, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
                                  num_attention_heads=2, num_key_value_heads=1, global_attn_idx=[0],

@@ -180,7 +180,7 @@ TEST(Attend, F16KeysAndValuesMatchDoubleLoopOnEveryTarget) {
     std::mt19937 rng(5);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (size_t heads : {1, 5}) {
-      for (size_t dqk : {20, 64}) {
+      for (size_t dqk : {1, 7, 20, 64}) {
         for (size_t dv : {7, 128}) {
           for (size_t count : {1, 33}) {
             KeyTiles<hwy::float16_t> keys(count + 3, dqk);  // from lane 3: a partial run first

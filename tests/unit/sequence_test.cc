@@ -52,7 +52,7 @@ TEST_P(SequenceTest, BytesMatchTheEngineCacheLayout) {
 }
 
 // Prefill, chunks of any size and token-by-token decoding, on one thread or
-// two, give the same bits (the f32 cache; the f16 cache below): attention
+// two, give the same bits with the f32 cache (the f16 cache: below): attention
 // splits each token's keys into ranges by position alone, whatever the
 // chunk or thread count, and a key's score does not depend on where it sits
 // in the kernel's tiles.
