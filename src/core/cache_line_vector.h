@@ -19,7 +19,7 @@ struct CacheLineAllocator {
   T* allocate(size_t n) {
     return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{kCacheLineBytes}));
   }
-  void deallocate(T* p, size_t n) { ::operator delete(p, n * sizeof(T), std::align_val_t{kCacheLineBytes}); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{kCacheLineBytes}); }
   template <typename U>
   bool operator==(const CacheLineAllocator<U>&) const {
     return true;
