@@ -2,9 +2,11 @@
 # Runs every fuzz target (or the ones named) with libFuzzer under
 # AddressSanitizer and UndefinedBehaviorSanitizer for a chosen time each:
 #
-#   scripts/fuzz.sh [-t SECONDS] [TARGET ...]      (default 60 s; targets: fuzz/CMakeLists.txt)
+#   scripts/fuzz.sh [--tests] [-t SECONDS] [TARGET ...]      (default 60 s; targets: fuzz/CMakeLists.txt)
 #
-# Builds build-fuzz/ with clang, keeps a growing corpus per target in
+# Builds build-fuzz/ with clang, --tests also builds the whole test suite there
+# and runs it under CTest first (scripts/test.sh does: one sanitizer build
+# serves both, instead of a second one with GCC). Keeps a growing corpus per target in
 # build-fuzz/corpus/ (seeded from fuzz/corpus/, the real Hymba-1.5B files in
 # ../shared/hymba-1.5b/ and GGUF conversions of the test fixtures), runs up to
 # one target per core at a time and prints a table of executions. A crash, a
@@ -17,11 +19,19 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 seconds=60
-if [[ "${1:-}" == "-t" ]]; then
-  [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: -t needs a whole number of seconds, got '${2:-}'" >&2; exit 2; }
-  seconds=$2
-  shift 2
-fi
+with_tests=false
+while (($#)); do
+  case "$1" in
+    --tests) with_tests=true; shift ;;
+    -t)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: -t needs a whole number of seconds, got '${2:-}'" >&2; exit 2; }
+      seconds=$2
+      shift 2
+      ;;
+    -*) echo "fuzz.sh: unknown option $1 (--tests, -t SECONDS)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
 read -r -a all_targets <<<"$(sed -n 's/^set(HYMBA_FUZZ_TARGETS \(.*\))$/\1/p' fuzz/CMakeLists.txt)"
 targets=("$@")
 ((${#targets[@]})) || targets=("${all_targets[@]}")
@@ -31,10 +41,20 @@ done
 
 scripts/install_deps.sh --with-fuzz
 
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== Fuzz build (clang, libFuzzer, ASan + UBSan)"
-CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYMBA_FUZZ=ON \
-  -DHYMBA_BUILD_TESTS=OFF -DHYMBA_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target hymba_cli "${targets[@]/#/fuzz_}"
+# -g1 (line tables, enough for the sanitizers' stack traces) compiles much
+# faster than full debug information.
+CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DHYMBA_FUZZ=ON -DHYMBA_BUILD_TESTS="$with_tests" \
+  -DHYMBA_BUILD_BENCHMARKS=OFF >/dev/null
+if $with_tests; then
+  cmake --build build-fuzz -j "$(nproc)"
+  echo "== Tests under ASan + UBSan"
+  ctest --test-dir build-fuzz --output-on-failure -j "$(nproc)"
+else
+  cmake --build build-fuzz -j "$(nproc)" --target hymba_cli "${targets[@]/#/fuzz_}"
+fi
 
 echo "== Seed corpora"
 corpus=build-fuzz/corpus
@@ -63,7 +83,6 @@ for type in f32 q8_0 q4_0; do  # with the real tokenizer, chat template and ever
 done
 
 echo "== Fuzzing ${targets[*]} for $seconds s each"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_target() {  # leaves the fuzzer's exit status in build-fuzz/fuzz_TARGET.status
   local target=$1 seconds=$2 status=0
   "build-fuzz/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

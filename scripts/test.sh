@@ -3,11 +3,11 @@
 #   1. the float64 reference regenerates every fixture and tokenizer case and
 #      checks that the committed copies still match;
 #   2. a Release build with warnings as errors, and every test under CTest;
-#   3. the same tests built with AddressSanitizer and UndefinedBehaviorSanitizer;
-#   4. `hymba serve` against real clients: the openai npm package, the chat
+#   3. `hymba serve` against real clients: the openai npm package, the chat
 #      page in headless Chromium, a load test of 16 streaming clients x 50
 #      requests checked against the same requests served alone;
-#   5. every fuzz target for 10 s, with clang's libFuzzer, ASan and UBSan.
+#   4. one clang build with AddressSanitizer and UndefinedBehaviorSanitizer:
+#      the same tests, then every fuzz target for 10 s with libFuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -21,7 +21,7 @@ step() {
 }
 
 step "Dependencies (apt, scripts/install_deps.sh)"
-scripts/install_deps.sh --with-reference --with-server-tests
+scripts/install_deps.sh --with-reference --with-server-tests --with-fuzz
 
 step "Float64 reference: regenerate fixtures and tokenizer cases, compare with the committed ones"
 /usr/bin/python3 tests/reference/make_fixtures.py --check
@@ -34,21 +34,12 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-step "AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
-# -g1 (line tables, enough for the sanitizers' stack traces) compiles much
-# faster than full debug information.
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
-  -DHYMBA_SANITIZE=ON -DHYMBA_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build build-asan -j "$jobs"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs"
-
 step "Server with real clients (tests/server/)"
 (cd tests/server && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/server && node --test --test-concurrency=1 openai_client.test.mjs chat_page.test.mjs)
 node tests/server/load_test.mjs --clients 16 --requests 50
 
-step "Fuzzing (scripts/fuzz.sh)"
-scripts/fuzz.sh -t 10
+step "AddressSanitizer + UndefinedBehaviorSanitizer (clang): every test, then fuzzing (scripts/fuzz.sh)"
+scripts/fuzz.sh --tests -t 10
 step ""
 echo "-- total: $SECONDS s"

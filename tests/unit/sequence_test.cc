@@ -136,10 +136,20 @@ INSTANTIATE_TEST_SUITE_P(AllFixtures, SequenceTest, ::testing::ValuesIn(test::Fi
                          [](const auto& fixture) { return fixture.param; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SequenceTest);
 
+// GCC says it is under AddressSanitizer with __SANITIZE_ADDRESS__, clang with
+// __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define HYMBA_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HYMBA_UNDER_ASAN 1
+#endif
+#endif
+
 // Resident memory, as the kernel counts it, grows by what Sequence::bytes()
 // (and so `hymba info`) says: 8 sequences of 1,200 tokens on the shipped model.
 TEST(Sequence, ResidentMemoryAgreesWithTheAccounting) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(HYMBA_UNDER_ASAN)
   GTEST_SKIP() << "AddressSanitizer's shadow memory inflates the resident set";
 #else
   auto resident_bytes = [] {
