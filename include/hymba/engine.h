@@ -167,6 +167,7 @@ class Engine {
 
   const Model& model_;
   const Tokenizer& tokenizer_;
+  const int32_t drawable_ids_;  // DrawableIds(): the logits a sampler sees
   EngineOptions options_;
   int64_t context_ = 0;
 

@@ -69,6 +69,11 @@ struct GenerationResult {
   double generation_seconds = 0;
 };
 
+// The ids generation draws from: those the model scores and the tokenizer can
+// decode. A checkpoint whose vocabulary is padded past its tokenizer's (to a
+// multiple of 64, say) never draws a padding id, which has no text.
+int32_t DrawableIds(const Model& model, const Tokenizer& tokenizer);
+
 // Appends `prompt` to `sequence` and generates. `on_text` receives the text as
 // it becomes final. The sequence keeps every token that was fed to the model.
 GenerationResult Generate(const Model& model, const Tokenizer& tokenizer, Sequence& sequence,

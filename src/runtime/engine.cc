@@ -150,7 +150,7 @@ std::vector<GeneratedToken> Logprobs(std::span<const float> logits, int32_t chos
 // ---------------------------------------------------------------- Engine
 
 Engine::Engine(const Model& model, const Tokenizer& tokenizer, EngineOptions options)
-    : model_(model), tokenizer_(tokenizer), options_(options), cache_(std::make_unique<Cache>()) {
+    : model_(model), tokenizer_(tokenizer), drawable_ids_(DrawableIds(model, tokenizer)), options_(options), cache_(std::make_unique<Cache>()) {
   const Config& config = model.config();
   const int64_t most = config.max_position_embeddings - config.num_memory_tokens;
   if (options_.slots < 1 || options_.slots > 256) throw Error("--parallel must be in [1, 256], got " + std::to_string(options_.slots));
@@ -197,7 +197,7 @@ std::shared_ptr<Job> Engine::Submit(CompletionRequest request) {
   }
   if (request.max_tokens < -1) throw Error("max_tokens must be -1 (no limit) or at least 0");
   if (request.top_logprobs > 20) throw Error("top_logprobs must be at most 20");
-  const Sampler check(request.sampling, vocab);  // throws on invalid settings
+  const Sampler check(request.sampling, drawable_ids_);  // throws on invalid settings
   request.sampling.seed = check.seed();         // a random seed is drawn once, here
 
   auto job = std::make_shared<Job>();
@@ -278,7 +278,7 @@ void Engine::Join(const std::shared_ptr<Job>& job) {
   const CompletionRequest& request = job->request_;
   std::vector<float> cached_logits;
   auto slot = std::make_unique<Slot>(Slot{job, model_.NewSequence(), {}, 0,
-                                          Sampler(request.sampling, static_cast<int32_t>(model_.config().vocab_size)),
+                                          Sampler(request.sampling, drawable_ids_),
                                           TextStream(tokenizer_, request.stop, request.keep_leading_space), std::nullopt, 0});
   if (const Cache::Entry* saved = cache_->Find(request.prompt)) {
     slot->sequence = saved->state.Clone();
@@ -374,7 +374,8 @@ void Engine::SampleOrFinish(Slot& slot, std::span<const float> logits) {
     Finish(slot, FinishReason::kLength, logits);
     return;
   }
-  const int32_t token = slot.sampler.Sample(logits);
+  const std::span<const float> drawable = logits.first(static_cast<size_t>(drawable_ids_));
+  const int32_t token = slot.sampler.Sample(drawable);
   const auto& eos = model_.config().eos_token_ids;
   if (std::find(eos.begin(), eos.end(), token) != eos.end()) {
     Finish(slot, FinishReason::kStop, logits);
@@ -383,7 +384,7 @@ void Engine::SampleOrFinish(Slot& slot, std::span<const float> logits) {
   ++slot.generated;
   slot.sampler.Accept(token);
   std::vector<GeneratedToken> generated =
-      request.top_logprobs >= 0 ? Logprobs(logits, token, request.top_logprobs) : std::vector<GeneratedToken>{{token, 0, {}}};
+      request.top_logprobs >= 0 ? Logprobs(drawable, token, request.top_logprobs) : std::vector<GeneratedToken>{{token, 0, {}}};
   slot.job->Publish(slot.stream.Push(token), std::move(generated), FinishReason::kNone);
   if (slot.stream.stopped()) {
     Finish(slot, FinishReason::kStop, logits);

@@ -81,13 +81,18 @@ const char* StopReasonName(StopReason reason) {
   return "?";
 }
 
+int32_t DrawableIds(const Model& model, const Tokenizer& tokenizer) {
+  return std::min(static_cast<int32_t>(model.config().vocab_size), tokenizer.vocab_size());
+}
+
 GenerationResult Generate(const Model& model, const Tokenizer& tokenizer, Sequence& sequence,
                           std::span<const int32_t> prompt, const GenerationOptions& options,
                           const std::function<void(std::string_view)>& on_text) {
   using Clock = std::chrono::steady_clock;
   const Config& config = model.config();
   if (options.max_tokens < -1) throw Error("-n must be -1 (no limit) or at least 0");
-  Sampler sampler(options.sampling, static_cast<int32_t>(config.vocab_size));
+  const int32_t drawable = DrawableIds(model, tokenizer);
+  Sampler sampler(options.sampling, drawable);
   TextStream stream(tokenizer, options.stop);
   auto emit = [&](const std::string& text) {
     if (!text.empty() && on_text) on_text(text);
@@ -108,7 +113,7 @@ GenerationResult Generate(const Model& model, const Tokenizer& tokenizer, Sequen
       result.stop_reason = StopReason::kMaxTokens;
       break;
     }
-    const int32_t token = sampler.Sample(logits);
+    const int32_t token = sampler.Sample(std::span(logits).first(static_cast<size_t>(drawable)));
     if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), token) != config.eos_token_ids.end()) {
       result.stop_reason = StopReason::kEos;
       break;

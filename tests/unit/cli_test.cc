@@ -179,7 +179,7 @@ TEST(ServeCli, BadModelAndFlagsExitNonZeroWithTheReason) {
   test::CommandResult result = test::RunCli({"serve", "-m", "/nonexistent/model", "--port", "0"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("/nonexistent/model does not exist"), std::string::npos) << result.err;
-  result = test::RunCli({"serve", "-m", (test::DataDir() / ".." / ".." / "models" / "hymba-kjv-tiny").string(), "--port",
+  result = test::RunCli({"serve", "-m", test::ShippedModelDir().string(), "--port",
                          "0", "--parallel", "0"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("--parallel must be in [1, 256], got 0"), std::string::npos) << result.err;

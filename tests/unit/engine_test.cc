@@ -12,11 +12,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::filesystem::path ShippedModel() { return test::DataDir() / ".." / ".." / "models" / "hymba-kjv-tiny"; }
-
 struct Shipped {
-  Model model = Model::Load(ShippedModel(), 2);
-  Tokenizer tokenizer = Tokenizer::Load(ShippedModel());
+  Model model = Model::Load(test::ShippedModelDir(), 2);
+  Tokenizer tokenizer = Tokenizer::Load(test::ShippedModelDir());
 };
 const Shipped& shipped() {
   static const Shipped instance;
@@ -270,6 +268,35 @@ TEST(Engine, LogprobsAreTheModelsLogSoftmax) {
   for (const TokenLogprob& alternative : token.top) {
     EXPECT_NEAR(alternative.logprob, logits[static_cast<size_t>(alternative.id)] - std::log(sum), 1e-4);
   }
+}
+
+// A model that scores more ids than its tokenizer has (a padded vocabulary):
+// hot sampling from random weights draws, and logprobs name, only ids with
+// text; the log-softmax runs over those.
+TEST(Engine, PaddedVocabularyNeverDrawsAnIdWithoutText) {
+  const Model model = Model::Load(test::FixtureDir("real_tokenizer_bf16"));  // 32,001 ids
+  ASSERT_LT(shipped().tokenizer.vocab_size() * 8, model.config().vocab_size);
+  Engine engine(model, shipped().tokenizer, {});
+  CompletionRequest request = Greedy(Prompt("And"), 24);
+  request.sampling.temperature = 50;  // nearly uniform over whatever may be drawn
+  request.sampling.top_k = 0, request.sampling.top_p = 1, request.sampling.min_p = 0, request.sampling.seed = 3;
+  request.sampling.logit_bias[2] = -INFINITY;  // no EOS: every draw counts
+  request.top_logprobs = 20;
+  const Outcome outcome = Collect(*engine.Submit(request));
+  ASSERT_EQ(outcome.finish, FinishReason::kLength) << outcome.error;
+  ASSERT_EQ(outcome.tokens.size(), 24u);
+  const int32_t drawable = shipped().tokenizer.vocab_size();
+  for (const GeneratedToken& token : outcome.tokens) {
+    EXPECT_LT(token.id, drawable);
+    for (const TokenLogprob& alternative : token.top) EXPECT_LT(alternative.id, drawable);
+  }
+  // The 20 most likely of N ids hold at least 20/N of the probability.
+  double top_mass = 0;
+  for (const TokenLogprob& alternative : outcome.tokens[0].top) top_mass += std::exp(static_cast<double>(alternative.logprob));
+  EXPECT_GE(top_mass, 20.0 / drawable * 0.999);
+  CompletionRequest padding_bias = Greedy(Prompt("And"), 1);
+  padding_bias.sampling.logit_bias[drawable] = 1;
+  test::ExpectError([&] { engine.Submit(padding_bias); }, {"outside the vocabulary (" + std::to_string(drawable) + ")"});
 }
 
 // A request that cannot go on fails alone; the engine serves the next one.

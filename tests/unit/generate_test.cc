@@ -177,6 +177,31 @@ TEST_F(GenerateTest, StopsAtTheContextLimit) {
   EXPECT_THROW(Generate(small, RealTokenizer(), fresh, std::vector<int32_t>(10, 100), options), Error);
 }
 
+// A model that scores more ids than its tokenizer has (a vocabulary padded
+// past the tokenizer's): sampling as hot as it goes, from random weights that
+// spread the probability over all 32,001 ids, draws only ids with text.
+TEST(Generate, PaddedVocabularyNeverDrawsAnIdWithoutText) {
+  const Model model = Model::Load(test::FixtureDir("real_tokenizer_bf16"));
+  const Tokenizer tokenizer = Tokenizer::Load(test::ShippedModelDir());
+  ASSERT_LT(tokenizer.vocab_size() * 8, model.config().vocab_size);
+  EXPECT_EQ(DrawableIds(model, tokenizer), tokenizer.vocab_size());
+  GenerationOptions options;
+  options.max_tokens = 48;
+  options.sampling.temperature = 50;  // nearly uniform over whatever may be drawn
+  options.sampling.top_k = 0, options.sampling.top_p = 1, options.sampling.min_p = 0, options.sampling.seed = 7;
+  options.sampling.logit_bias[2] = -INFINITY;  // no EOS: every draw counts
+  Sequence sequence = model.NewSequence();
+  const std::vector<int32_t> prompt = tokenizer.Encode("And", {.add_bos = true});
+  const GenerationResult result = Generate(model, tokenizer, sequence, prompt, options);
+  ASSERT_EQ(result.tokens.size(), 48u);
+  for (int32_t token : result.tokens) EXPECT_LT(token, tokenizer.vocab_size());
+  EXPECT_EQ(result.text, tokenizer.Decode(result.tokens));
+  // A bias on a padding id names an id that can never be drawn: refused.
+  options.sampling.logit_bias[tokenizer.vocab_size()] = 1;
+  Sequence fresh = model.NewSequence();
+  EXPECT_THROW(Generate(model, tokenizer, fresh, prompt, options), Error);
+}
+
 TEST(GenerateCli, ContextOverflowIsAClearError) {
   test::TempDir dir;
   nlohmann::json config = test::ReadJson(test::FixtureDir("real_tokenizer_bf16") / "config.json");

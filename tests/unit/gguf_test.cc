@@ -21,7 +21,7 @@
 namespace hymba {
 namespace {
 
-const std::filesystem::path kShipped = std::filesystem::path(HYMBA_TEST_DATA) / ".." / ".." / "models" / "hymba-kjv-tiny";
+const std::filesystem::path kShipped = test::ShippedModelDir();
 
 std::filesystem::path Convert(const test::TempDir& dir, const std::filesystem::path& model, const std::string& type) {
   const std::filesystem::path out = dir / (model.filename().string() + "-" + type + ".gguf");

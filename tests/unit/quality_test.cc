@@ -13,7 +13,7 @@
 namespace hymba {
 namespace {
 
-const std::filesystem::path kShipped = std::filesystem::path(HYMBA_TEST_DATA) / ".." / ".." / "models" / "hymba-kjv-tiny";
+const std::filesystem::path kShipped = test::ShippedModelDir();
 const std::filesystem::path kText = std::filesystem::path(HYMBA_TEST_DATA) / "kjv_heldout.txt";
 
 TEST(Quality, PerplexityMatchesLogitsAndSelfComparisonIsExact) {

@@ -160,7 +160,7 @@ TEST(Sequence, ResidentMemoryAgreesWithTheAccounting) {
     if (statm != nullptr) std::fclose(statm);
     return static_cast<double>(pages_resident) * 4096.0;
   };
-  const Model model = Model::Load(std::filesystem::path(HYMBA_TEST_DATA) / ".." / ".." / "models" / "hymba-kjv-tiny");
+  const Model model = Model::Load(test::ShippedModelDir());
   std::vector<int32_t> tokens(1200);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + i % 1000);
   {

@@ -17,7 +17,6 @@ namespace {
 using namespace std::chrono_literals;
 using Json = nlohmann::ordered_json;
 
-std::filesystem::path ShippedModel() { return test::DataDir() / ".." / ".." / "models" / "hymba-kjv-tiny"; }
 
 class RunningServer {
  public:
@@ -39,7 +38,7 @@ class RunningServer {
   Server server_;
 };
 
-ServerOptions Options(const std::filesystem::path& model = ShippedModel()) {
+ServerOptions Options(const std::filesystem::path& model = test::ShippedModelDir()) {
   ServerOptions options;
   options.model_path = model.string();
   return options;

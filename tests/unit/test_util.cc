@@ -15,6 +15,7 @@ namespace hymba::test {
 
 std::filesystem::path DataDir() { return HYMBA_TEST_DATA; }
 std::filesystem::path FixtureDir(const std::string& name) { return DataDir() / "fixtures" / name; }
+std::filesystem::path ShippedModelDir() { return DataDir() / ".." / ".." / "models" / "hymba-kjv-tiny"; }
 
 std::vector<std::string> FixtureNames() {
   std::vector<std::string> names;

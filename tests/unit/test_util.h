@@ -17,6 +17,7 @@ namespace hymba::test {
 
 std::filesystem::path DataDir();
 std::filesystem::path FixtureDir(const std::string& name);
+std::filesystem::path ShippedModelDir();  // models/hymba-kjv-tiny
 std::vector<std::string> FixtureNames();
 
 // A fresh directory removed when the object goes out of scope.
