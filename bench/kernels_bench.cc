@@ -158,6 +158,8 @@ template <typename Element>
 Element ToElement(float value) {
   if constexpr (std::is_same_v<Element, float>) {
     return value;
+  } else if constexpr (std::is_same_v<Element, int8_t>) {
+    return static_cast<int8_t>(value * 100);  // q8: every byte alike, scales (0x14141414) included
   } else {
     return std::bit_cast<Element>(F32ToF16(value));
   }
@@ -167,15 +169,18 @@ Element ToElement(float value) {
 // as the engine runs it: each K/V head's keys and values are one stream in
 // the cache, taken in ranges of 256 keys whose results merge. Every K/V head
 // of 16 layers' caches, so that keys and values come from memory as they do
-// at depth; one thread. bytes/s counts the K/V read. Cache type f32 or f16.
+// at depth; one thread. bytes/s counts the K/V read. Cache type f32, f16 or
+// q8 (int8 with a scale after each key's and value's row).
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 256;
+  const size_t scale_bytes = std::is_same_v<Element, int8_t> ? kQ8ScaleBytes : 0;
+  const size_t key_planes = dqk + scale_bytes, value_row = dv + scale_bytes;
   const size_t parts = (keys + range - 1) / range;
   const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
-  const size_t head_keys = (keys + kKeyTile - 1) / kKeyTile * kKeyTile * dqk;  // one head's whole tiles
+  const size_t head_keys = (keys + kKeyTile - 1) / kKeyTile * kKeyTile * key_planes;  // one head's whole tiles
   std::vector<CacheLineVector<Element>> k(layers, CacheLineVector<Element>(kv_heads * head_keys + kKeyTile, key_value));
-  std::vector<std::vector<Element>> v(layers, std::vector<Element>(kv_heads * keys * dv, value_value));
+  std::vector<std::vector<Element>> v(layers, std::vector<Element>(kv_heads * keys * value_row, value_value));
   std::vector<float> q(group * dqk, 0.1f), scores(group * range), part_out(parts * group * dv), out(group * dv);
   std::vector<SoftmaxStats> stats(parts * group);
   std::vector<const Element*> key_rows(keys), value_rows(keys);
@@ -183,8 +188,8 @@ void BM_AttendDecode(benchmark::State& state) {
     for (size_t layer = 0; layer < layers; ++layer) {
       for (size_t g = 0; g < kv_heads; ++g) {
         for (size_t m = 0; m < keys; ++m) {
-          key_rows[m] = &k[layer][g * head_keys + KeyTileIndex(m, dqk)];
-          value_rows[m] = &v[layer][(g * keys + m) * dv];
+          key_rows[m] = &k[layer][g * head_keys + KeyTileIndex(m, key_planes)];
+          value_rows[m] = &v[layer][(g * keys + m) * value_row];
         }
         for (size_t p = 0; p < parts; ++p) {
           const size_t first = p * range, size = std::min(keys, first + range) - first;
@@ -198,11 +203,12 @@ void BM_AttendDecode(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(layers * kv_heads * keys * (dqk + dv) * sizeof(Element)),
+  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(layers * kv_heads * keys * (key_planes + value_row) * sizeof(Element)),
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AttendDecode<float>)->UseRealTime();
 BENCHMARK(BM_AttendDecode<hwy::float16_t>)->UseRealTime();
+BENCHMARK(BM_AttendDecode<int8_t>)->UseRealTime();
 
 }  // namespace
 }  // namespace hymba

@@ -44,9 +44,11 @@ std::string_view ComputeTypeName(ComputeType type);  // "f32", "bf16"
 // How a sequence stores attention keys and values. kF32 (the default) meets
 // spec E1 and E9; kF16 rounds each key and value to f16 once, as llama.cpp's
 // default cache does, halving the cache and the bytes a decode step reads at
-// depth, at a cost measured like a quantized type's (README).
-enum class CacheType { kF32, kF16 };
-std::string_view CacheTypeName(CacheType type);  // "f32", "f16"
+// depth; kQ8 stores each position's key and value of a K/V head as int8 with
+// one f32 scale, about a quarter of f32. Both cost what a quantized type
+// costs, measured the same way (README).
+enum class CacheType { kF32, kF16, kQ8 };
+std::string_view CacheTypeName(CacheType type);  // "f32", "f16", "q8"
 
 // The numeric choices a model is loaded with; the defaults meet spec E9.
 struct Numerics {

@@ -21,11 +21,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 constexpr size_t kMaxHeads = 8;  // heads per pass: 2 x 8 value accumulators fit the registers
 constexpr size_t kKeyBlock = 32;  // keys whose value rows (at most a few KB each) stay in L1
 
-// Keys and values as f32 vectors and scalars, from f32 or f16 storage.
+// Keys and values as f32 vectors and scalars, from f32, f16 or int8 storage
+// (int8 before its scale).
 template <class D, typename T>
 HWY_INLINE hn::Vec<D> LoadF32(D d, const T* p) {
   if constexpr (std::is_same_v<T, float>) {
     return hn::LoadU(d, p);
+  } else if constexpr (std::is_same_v<T, int8_t>) {
+    return hn::ConvertTo(d, hn::PromoteTo(hn::Rebind<int32_t, D>(), hn::LoadU(hn::Rebind<int8_t, D>(), p)));
   } else {
     return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
   }
@@ -34,11 +37,27 @@ template <typename T>
 HWY_INLINE float ScalarF32(const T& value) {
   if constexpr (std::is_same_v<T, float>) {
     return value;
+  } else if constexpr (std::is_same_v<T, int8_t>) {
+    return static_cast<float>(value);
   } else {
     uint16_t bits;
     std::memcpy(&bits, &value, sizeof(bits));
     return F16ToF32(bits);
   }
+}
+
+// The q8 scales of a run's keys, one per lane, from the four byte planes
+// after the dimensions (kernels/attention.h).
+template <class D>
+HWY_INLINE hn::Vec<D> LoadQ8KeyScales(D d, const int8_t* key, size_t dqk) {
+  const hn::RebindToUnsigned<D> du;
+  const hn::Rebind<uint8_t, D> d8;
+  const auto* planes = reinterpret_cast<const uint8_t*>(key + dqk * kKeyTile);
+  const auto b0 = hn::PromoteTo(du, hn::LoadU(d8, planes));
+  const auto b1 = hn::PromoteTo(du, hn::LoadU(d8, planes + kKeyTile));
+  const auto b2 = hn::PromoteTo(du, hn::LoadU(d8, planes + 2 * kKeyTile));
+  const auto b3 = hn::PromoteTo(du, hn::LoadU(d8, planes + 3 * kKeyTile));
+  return hn::BitCast(d, hn::Or(hn::Or(b0, hn::ShiftLeft<8>(b1)), hn::Or(hn::ShiftLeft<16>(b2), hn::ShiftLeft<24>(b3))));
 }
 
 // kHeads heads sharing one K/V head; a compile-time count keeps the
@@ -61,8 +80,10 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   const hn::CappedTag<float, kKeyTile> dk;
   using VK = hn::Vec<decltype(dk)>;
   const size_t key_lanes = hn::Lanes(dk);
+  constexpr bool kQ8 = std::is_same_v<T, int8_t>;
   constexpr size_t kLine = 64 / sizeof(T);  // elements per cache line
-  static_assert(kKeyTile * sizeof(T) * 2 >= 64, "a cache line holds at most two dimensions of a tile");
+  constexpr size_t kPrefetchDims = std::max<size_t>(2, kLine / kKeyTile);  // a line of a tile, or two dimensions
+  const size_t value_row = dv + (kQ8 ? kQ8ScaleBytes : 0);  // elements from one value row to the next part
   VK max_vector[kHeads];
 #pragma GCC unroll 8
   for (size_t j = 0; j < heads; ++j) max_vector[j] = hn::Set(dk, -INFINITY);
@@ -76,19 +97,21 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
     for (size_t j = 0; j < heads; ++j) even[j] = hn::Zero(dk), odd[j] = hn::Zero(dk);
     // The run's values go into L2 four lines per step of the loop: all of
     // them at once stalls on full miss buffers, f32 values more than f16.
-    size_t value_row = 0, value_element = 0;  // the next line to prefetch
+    size_t value_key = 0, value_element = 0;  // the next line to prefetch
     auto prefetch_values = [&](size_t lines) {
-      for (; lines > 0 && value_row < run; --lines) {
-        __builtin_prefetch(value_rows[m + value_row] + value_element, 0, 2);
+      for (; lines > 0 && value_key < run; --lines) {
+        __builtin_prefetch(value_rows[m + value_key] + value_element, 0, 2);
         value_element += kLine;
-        if (value_element >= dv) value_element = 0, ++value_row;
+        if (value_element >= value_row) value_element = 0, ++value_key;
       }
     };
     size_t i = 0;
     for (; i + 2 <= dqk; i += 2) {
-      __builtin_prefetch(ahead + i * kKeyTile, 0, 3);
-      if constexpr (kKeyTile * sizeof(T) >= 64) __builtin_prefetch(ahead + (i + 1) * kKeyTile, 0, 3);
-      prefetch_values(4);
+      if (i % kPrefetchDims == 0) {
+        __builtin_prefetch(ahead + i * kKeyTile, 0, 3);
+        if constexpr (kKeyTile * sizeof(T) >= 64) __builtin_prefetch(ahead + (i + 1) * kKeyTile, 0, 3);
+        prefetch_values(kQ8 ? 2 : 4);
+      }
       const VK k0 = LoadF32(dk, key + i * kKeyTile), k1 = LoadF32(dk, key + (i + 1) * kKeyTile);
 #pragma GCC unroll 8
       for (size_t j = 0; j < heads; ++j) {
@@ -96,15 +119,18 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
         odd[j] = hn::MulAdd(hn::Set(dk, queries[j * dqk + i + 1]), k1, odd[j]);
       }
     }
-    prefetch_values(run * dv);  // those a short loop left
+    prefetch_values(run * value_row);  // those a short loop left
+    if constexpr (kQ8) __builtin_prefetch(ahead + dqk * kKeyTile, 0, 3);  // the scale planes
     if (i < dqk) {
       const VK k0 = LoadF32(dk, key + i * kKeyTile);
 #pragma GCC unroll 8
       for (size_t j = 0; j < heads; ++j) even[j] = hn::MulAdd(hn::Set(dk, queries[j * dqk + i]), k0, even[j]);
     }
     const auto in_run = hn::FirstN(dk, run);
+    VK key_scale = hn::Set(dk, scale);
+    if constexpr (kQ8) key_scale = hn::Mul(LoadQ8KeyScales(dk, key, dqk), key_scale);
     for (size_t j = 0; j < heads; ++j) {
-      const VK score = hn::Mul(hn::Add(even[j], odd[j]), hn::Set(dk, scale));
+      const VK score = hn::Mul(hn::Add(even[j], odd[j]), key_scale);
       max_vector[j] = hn::Max(max_vector[j], hn::IfThenElse(in_run, score, hn::Set(dk, -INFINITY)));
       if (run == key_lanes) {
         hn::StoreU(score, dk, scores + j * count + m);
@@ -144,9 +170,18 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   // value rows stay in L1 while every slice of the outputs passes over them
   // (with the whole list per slice, long contexts re-read the values from
   // memory once per slice); the partial sums wait in `out`, exactly.
+  // A q8 value's scale joins its weight: (weight * scale) * q.
   std::fill(out, out + heads * dv, 0.0f);
+  float value_scales[kKeyBlock];
+  auto weight = [&](size_t j, size_t k) {
+    if constexpr (kQ8) return scores[j * count + k] * value_scales[k % kKeyBlock];
+    return scores[j * count + k];
+  };
   for (size_t k0 = 0; k0 < count; k0 += kKeyBlock) {
     const size_t k1 = std::min(count, k0 + kKeyBlock);
+    if constexpr (kQ8) {
+      for (size_t k = k0; k < k1; ++k) value_scales[k - k0] = Q8Scale(value_rows[k] + dv, 1);
+    }
     size_t i = 0;
     for (; i + 2 * lanes <= dv; i += 2 * lanes) {
       V a0[kHeads], a1[kHeads];
@@ -157,9 +192,9 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
         const V v0 = LoadF32(d, v), v1 = LoadF32(d, v + lanes);
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
-          const V weight = hn::Set(d, scores[j * count + k]);
-          a0[j] = hn::MulAdd(weight, v0, a0[j]);
-          a1[j] = hn::MulAdd(weight, v1, a1[j]);
+          const V w = hn::Set(d, weight(j, k));
+          a0[j] = hn::MulAdd(w, v0, a0[j]);
+          a1[j] = hn::MulAdd(w, v1, a1[j]);
         }
       }
       for (size_t j = 0; j < heads; ++j) hn::StoreU(a0[j], d, out + j * dv + i), hn::StoreU(a1[j], d, out + j * dv + i + lanes);
@@ -168,7 +203,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
       for (size_t j = 0; j < heads; ++j) {
         V acc = hn::LoadU(d, out + j * dv + i);
         for (size_t k = k0; k < k1; ++k) {
-          acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), LoadF32(d, value_rows[k] + i), acc);
+          acc = hn::MulAdd(hn::Set(d, weight(j, k)), LoadF32(d, value_rows[k] + i), acc);
         }
         hn::StoreU(acc, d, out + j * dv + i);
       }
@@ -176,7 +211,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
     for (; i < dv; ++i) {
       for (size_t j = 0; j < heads; ++j) {
         float acc = out[j * dv + i];
-        for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * ScalarF32(value_rows[k][i]);
+        for (size_t k = k0; k < k1; ++k) acc += weight(j, k) * ScalarF32(value_rows[k][i]);
         out[j * dv + i] = acc;
       }
     }
@@ -216,6 +251,11 @@ void AttendF16(const float* queries, size_t heads, const hwy::float16_t* const* 
   AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
 }
 
+void AttendQ8(const float* queries, size_t heads, const int8_t* const* key_rows, const int8_t* const* value_rows,
+              size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
+  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace hymba
 HWY_AFTER_NAMESPACE();
@@ -225,6 +265,7 @@ namespace hymba {
 
 HWY_EXPORT(AttendF32);
 HWY_EXPORT(AttendF16);
+HWY_EXPORT(AttendQ8);
 
 void Attend(const float* queries, size_t heads, const float* const* key_rows, const float* const* value_rows,
             size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
@@ -235,6 +276,28 @@ void Attend(const float* queries, size_t heads, const hwy::float16_t* const* key
             const hwy::float16_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale, float* scores,
             float* out, SoftmaxStats* stats) {
   HWY_DYNAMIC_DISPATCH(AttendF16)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+}
+
+void Attend(const float* queries, size_t heads, const int8_t* const* key_rows, const int8_t* const* value_rows,
+            size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
+  HWY_DYNAMIC_DISPATCH(AttendQ8)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+}
+
+float QuantizeQ8Row(const float* values, size_t n, int8_t* q, size_t stride) {
+  float absmax = 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) {  // overflowed upstream: NaN reaches the logits, and sampling reports it
+      for (size_t z = 0; z < n; ++z) q[z * stride] = 0;
+      return NAN;
+    }
+    absmax = std::max(absmax, std::fabs(values[i]));
+  }
+  const float scale = absmax / 127.0f;
+  const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+  for (size_t i = 0; i < n; ++i) {
+    q[i * stride] = static_cast<int8_t>(std::clamp(std::nearbyint(values[i] * inverse), -127.0f, 127.0f));
+  }
+  return scale;
 }
 
 void MergeAttention(const float* parts, size_t part_stride, const SoftmaxStats* stats, size_t stats_stride,

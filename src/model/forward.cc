@@ -18,8 +18,10 @@ namespace hymba {
 template <typename T>
 KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
     : kv_heads_(static_cast<size_t>(config.num_key_value_heads)),
-      key_dim_(static_cast<size_t>(config.head_dim_qk)),
-      value_dim_(static_cast<size_t>(config.head_dim_v)),
+      dqk_(static_cast<size_t>(config.head_dim_qk)),
+      dv_(static_cast<size_t>(config.head_dim_v)),
+      key_planes_(dqk_ + (std::is_same_v<T, int8_t> ? kQ8ScaleBytes : 0)),
+      value_row_(dv_ + (std::is_same_v<T, int8_t> ? kQ8ScaleBytes : 0)),
       meta_(config.num_memory_tokens),
       ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
 
@@ -31,31 +33,41 @@ size_t KvCacheOf<T>::Slot(int64_t position) const {
 
 template <typename T>
 void KvCacheOf<T>::Append(const float* key, const float* value) {
-  auto convert = [](float v) {
-    if constexpr (std::is_same_v<T, float>) {
-      return v;
+  // n floats into a stored row, elements `stride` apart (q8: its scale's
+  // bytes follow, the same stride apart).
+  auto store = [](const float* from, size_t n, T* to, size_t stride) {
+    if constexpr (std::is_same_v<T, int8_t>) {
+      const float scale = QuantizeQ8Row(from, n, to, stride);
+      for (size_t b = 0; b < kQ8ScaleBytes; ++b) to[(n + b) * stride] = Q8ScaleByte(scale, b);
     } else {
-      return std::bit_cast<T>(F32ToF16(v));
+      for (size_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<T, float>) {
+          to[i * stride] = from[i];
+        } else {
+          to[i * stride] = std::bit_cast<T>(F32ToF16(from[i]));
+        }
+      }
     }
   };
   const auto index = static_cast<size_t>(positions_ - committed_);
-  if (index % kKeyTile == 0) scratch_keys_.resize((index / kKeyTile + 1) * kKeyTile * kv_heads_ * key_dim_ + kKeyTile);
+  if (index % kKeyTile == 0) scratch_keys_.resize((index / kKeyTile + 1) * kKeyTile * kv_heads_ * key_planes_ + kKeyTile);
+  scratch_values_.resize(scratch_values_.size() + kv_heads_ * value_row_);
+  T* value_rows = &scratch_values_[index * kv_heads_ * value_row_];
   for (size_t head = 0; head < kv_heads_; ++head) {
-    T* tile_key = &scratch_keys_[ScratchKeyIndex(index, head)];
-    for (size_t i = 0; i < key_dim_; ++i) tile_key[i * kKeyTile] = convert(key[head * key_dim_ + i]);
+    store(&key[head * dqk_], dqk_, &scratch_keys_[ScratchKeyIndex(index, head)], kKeyTile);
+    store(&value[head * dv_], dv_, &value_rows[head * value_row_], 1);
   }
-  for (size_t i = 0; i < kv_heads_ * value_dim_; ++i) scratch_values_.push_back(convert(value[i]));
   ++positions_;
 }
 
 template <typename T>
 size_t KvCacheOf<T>::ScratchKeyIndex(size_t index, size_t kv_head) const {
-  return KeyTileIndex(index, kv_heads_ * key_dim_) + kv_head * kKeyTile * key_dim_;
+  return KeyTileIndex(index, kv_heads_ * key_planes_) + kv_head * kKeyTile * key_planes_;
 }
 
 template <typename T>
 size_t KvCacheOf<T>::BlockKeyIndex(size_t slot, size_t kv_head) const {
-  return kv_head * kBlockSlots * key_dim_ + KeyTileIndex(slot % kBlockSlots, key_dim_);
+  return kv_head * kBlockSlots * key_planes_ + KeyTileIndex(slot % kBlockSlots, key_planes_);
 }
 
 template <typename T>
@@ -66,11 +78,11 @@ void KvCacheOf<T>::Rows(int64_t first, size_t count, size_t kv_head, const T** k
     if (position >= committed_) {
       const auto index = static_cast<size_t>(position - committed_);
       keys[n] = &scratch_keys_[ScratchKeyIndex(index, kv_head)];
-      values[n] = &scratch_values_[(index * kv_heads_ + kv_head) * value_dim_];
+      values[n] = &scratch_values_[(index * kv_heads_ + kv_head) * value_row_];
       continue;
     }
     keys[n] = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, kv_head)];
-    values[n] = &value_blocks_[slot / kBlockSlots][(kv_head * kBlockSlots + slot % kBlockSlots) * value_dim_];
+    values[n] = &value_blocks_[slot / kBlockSlots][(kv_head * kBlockSlots + slot % kBlockSlots) * value_row_];
     ++slot;
     if (ring_ > 0 && slot == static_cast<size_t>(meta_ + ring_)) slot = static_cast<size_t>(meta_);
   }
@@ -83,17 +95,17 @@ void KvCacheOf<T>::Commit() {
     if (evicted) continue;
     const size_t slot = Slot(position);
     while (slot / kBlockSlots >= key_blocks_.size()) {
-      key_blocks_.emplace_back(kBlockSlots * kv_heads_ * key_dim_ + kKeyTile);
-      value_blocks_.emplace_back(kBlockSlots * kv_heads_ * value_dim_);
+      key_blocks_.emplace_back(kBlockSlots * kv_heads_ * key_planes_ + kKeyTile);
+      value_blocks_.emplace_back(kBlockSlots * kv_heads_ * value_row_);
     }
     slots_used_ = std::max(slots_used_, slot + 1);
     for (size_t head = 0; head < kv_heads_; ++head) {  // still in the scratch: position >= committed_
       const T *key, *value;
       Rows(position, 1, head, &key, &value);
       T* stored = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, head)];
-      for (size_t i = 0; i < key_dim_; ++i) stored[i * kKeyTile] = key[i * kKeyTile];
-      std::copy_n(value, value_dim_,
-                  &value_blocks_[slot / kBlockSlots][(head * kBlockSlots + slot % kBlockSlots) * value_dim_]);
+      for (size_t i = 0; i < key_planes_; ++i) stored[i * kKeyTile] = key[i * kKeyTile];
+      std::copy_n(value, value_row_,
+                  &value_blocks_[slot / kBlockSlots][(head * kBlockSlots + slot % kBlockSlots) * value_row_]);
     }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.
@@ -104,16 +116,17 @@ void KvCacheOf<T>::Commit() {
 
 template <typename T>
 size_t KvCacheOf<T>::bytes() const {
-  return slots_used_ * kv_heads_ * (key_dim_ + value_dim_) * sizeof(T);
+  return slots_used_ * kv_heads_ * (key_planes_ + value_row_) * sizeof(T);
 }
 
 template <typename T>
 size_t KvCacheOf<T>::held_bytes() const {
-  return key_blocks_.size() * kBlockSlots * kv_heads_ * (key_dim_ + value_dim_) * sizeof(T);  // not the tile padding
+  return key_blocks_.size() * kBlockSlots * kv_heads_ * (key_planes_ + value_row_) * sizeof(T);  // not the tile padding
 }
 
 template class KvCacheOf<float>;
 template class KvCacheOf<hwy::float16_t>;
+template class KvCacheOf<int8_t>;
 
 SequenceState::SequenceState(const Config& config, CacheType cache_type)
     : layers(static_cast<size_t>(config.num_hidden_layers)) {
@@ -121,10 +134,10 @@ SequenceState::SequenceState(const Config& config, CacheType cache_type)
   for (int layer = 0; layer < config.num_hidden_layers; ++layer) {
     Layer& state = layers[static_cast<size_t>(layer)];
     if (config.IsOwner(layer)) {
-      if (cache_type == CacheType::kF16) {
-        state.kv.emplace_back(std::in_place_type<KvCacheOf<hwy::float16_t>>, config, layer);
-      } else {
-        state.kv.emplace_back(std::in_place_type<KvCacheOf<float>>, config, layer);
+      switch (cache_type) {
+        case CacheType::kF32: state.kv.emplace_back(std::in_place_type<KvCacheOf<float>>, config, layer); break;
+        case CacheType::kF16: state.kv.emplace_back(std::in_place_type<KvCacheOf<hwy::float16_t>>, config, layer); break;
+        case CacheType::kQ8: state.kv.emplace_back(std::in_place_type<KvCacheOf<int8_t>>, config, layer); break;
       }
     }
     state.conv.assign(static_cast<size_t>(config.mamba_d_conv - 1) * d_inner, 0.0f);

@@ -44,7 +44,10 @@ class KvCacheOf {
   size_t Slot(int64_t position) const;
   size_t BlockKeyIndex(size_t slot, size_t kv_head) const;      // in key_blocks_[slot / kBlockSlots]
   size_t ScratchKeyIndex(size_t index, size_t kv_head) const;  // in scratch_keys_, index = position - committed_
-  size_t kv_heads_, key_dim_, value_dim_;
+  size_t kv_heads_, dqk_, dv_;
+  // Elements a key takes in its tile ([plane][kKeyTile]) and a value row
+  // takes: the head dimensions, and for q8 the scale's bytes after them.
+  size_t key_planes_, value_row_;
   int64_t meta_;
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
   int64_t positions_ = 0;
@@ -59,12 +62,12 @@ class KvCacheOf {
   static constexpr size_t kBlockSlots = 256;
   static_assert(kBlockSlots % kKeyTile == 0, "a block holds whole key tiles");
   std::vector<CacheLineVector<T>> key_blocks_;    // [block][kv head][key tiles of the block's slots] + tile padding
-  std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][slot in block][dim]
+  std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][slot in block][value_row_]
   size_t slots_used_ = 0;
   CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][dim][kKeyTile] + tile padding
-  std::vector<T> scratch_values_;  // [positions_ - committed_][kv head][dim]
+  std::vector<T> scratch_values_;  // [positions_ - committed_][kv head][value_row_]
 };
-using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>>;
+using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>, KvCacheOf<int8_t>>;
 
 // Everything one sequence carries from one chunk of positions to the next.
 struct SequenceState {

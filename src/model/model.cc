@@ -103,7 +103,14 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 std::string_view ComputeTypeName(ComputeType type) { return type == ComputeType::kBF16 ? "bf16" : "f32"; }
-std::string_view CacheTypeName(CacheType type) { return type == CacheType::kF16 ? "f16" : "f32"; }
+std::string_view CacheTypeName(CacheType type) {
+  switch (type) {
+    case CacheType::kF16: return "f16";
+    case CacheType::kQ8: return "q8";
+    case CacheType::kF32: break;
+  }
+  return "f32";
+}
 
 Model Model::Load(const std::filesystem::path& path, size_t threads, Numerics numerics) {
   if (!std::filesystem::exists(path)) throw Error("model " + path.string() + " does not exist");

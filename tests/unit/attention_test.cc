@@ -210,6 +210,85 @@ TEST(Attend, F16KeysAndValuesMatchDoubleLoopOnEveryTarget) {
   });
 }
 
+// Cache type q8: rows of int8 with one f32 scale each.
+TEST(QuantizeQ8Row, RoundsToTheNearestStepOfAbsmaxOver127) {
+  const std::vector<float> row = {0.5f, -2.54f, 1.0f, 0.0f, 2.54f, -0.061f};
+  std::vector<int8_t> q(row.size() * 3, 77);
+  const float scale = QuantizeQ8Row(row.data(), row.size(), q.data(), 3);
+  EXPECT_FLOAT_EQ(scale, 2.54f / 127);
+  const std::vector<int> expected = {25, -127, 50, 0, 127, -3};  // steps of 2.54 / 127 = 0.02
+  for (size_t i = 0; i < row.size(); ++i) {
+    EXPECT_LE(std::fabs(q[i * 3] * scale - row[i]), scale / 2 * 1.0001f) << i;
+    EXPECT_EQ(q[i * 3], expected[i]) << i;
+    EXPECT_EQ(q[i * 3 + 1], 77);  // the stride's gaps untouched
+  }
+  const std::vector<float> zeros(4, 0.0f), overflowed = {1.0f, INFINITY, 2.0f}, nan = {NAN, 1.0f};
+  EXPECT_EQ(QuantizeQ8Row(zeros.data(), zeros.size(), q.data(), 1), 0.0f);
+  EXPECT_EQ(q[0], 0);
+  EXPECT_TRUE(std::isnan(QuantizeQ8Row(overflowed.data(), overflowed.size(), q.data(), 1)));
+  EXPECT_TRUE(std::isnan(QuantizeQ8Row(nan.data(), nan.size(), q.data(), 1)));
+  for (const float scale_value : {0.0f, 1e-30f, 3.25f, -1.5f, INFINITY}) {
+    std::vector<int8_t> bytes(kQ8ScaleBytes * 5);
+    for (size_t b = 0; b < kQ8ScaleBytes; ++b) bytes[b * 5] = Q8ScaleByte(scale_value, b);
+    EXPECT_EQ(Q8Scale(bytes.data(), 5), scale_value);
+  }
+}
+
+// q8 keys (tiles with the scale planes) and values (rows with the scale
+// after them) give the double loop over the values they stand for, on every
+// target, tails included, and the same bits wherever a key sits in its tile.
+TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
+  test::ForEachSimdTarget([&](int64_t) {
+    for (size_t heads : {1, 5}) {
+      for (size_t dqk : {1, 7, 20, 64}) {
+        for (size_t dv : {7, 128}) {
+          for (size_t count : {1, 33}) {
+            std::vector<float> first_out;
+            for (size_t first_slot : {0, 3, 14}) {
+              std::mt19937 same(9);  // the same keys and values for every placement
+              KeyTiles<int8_t> keys(first_slot + count, dqk + kQ8ScaleBytes);
+              KeyTiles<float> decoded_keys(count, dqk);
+              const size_t value_row = dv + kQ8ScaleBytes;
+              std::vector<int8_t> values(count * value_row);
+              std::vector<float> decoded_values(count * dv), row(std::max(dqk, dv));
+              std::vector<const int8_t*> key_rows, value_rows;
+              std::vector<const float*> decoded_key_rows, decoded_value_rows;
+              for (size_t m = 0; m < count; ++m) {
+                int8_t* key = keys.key(first_slot + m);
+                for (size_t i = 0; i < dqk; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
+                const float key_scale = QuantizeQ8Row(row.data(), dqk, key, kKeyTile);
+                for (size_t b = 0; b < kQ8ScaleBytes; ++b) key[(dqk + b) * kKeyTile] = Q8ScaleByte(key_scale, b);
+                for (size_t i = 0; i < dqk; ++i) decoded_keys.key(m)[i * kKeyTile] = static_cast<float>(key[i * kKeyTile]) * key_scale;
+                int8_t* value = &values[m * value_row];
+                for (size_t i = 0; i < dv; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
+                const float value_scale = QuantizeQ8Row(row.data(), dv, value, 1);
+                for (size_t b = 0; b < kQ8ScaleBytes; ++b) value[dv + b] = Q8ScaleByte(value_scale, b);
+                for (size_t i = 0; i < dv; ++i) decoded_values[m * dv + i] = static_cast<float>(value[i]) * value_scale;
+                key_rows.push_back(key), value_rows.push_back(value);
+                decoded_key_rows.push_back(decoded_keys.key(m)), decoded_value_rows.push_back(&decoded_values[m * dv]);
+              }
+              std::vector<float> queries(heads * dqk);
+              std::mt19937 query_rng(heads * 1000 + dqk);
+              for (float& v : queries) v = 2.0f * std::normal_distribution<float>(0.0f, 1.0f)(query_rng);
+              std::vector<float> scores(heads * count), out(heads * dv);
+              Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.3f, scores.data(),
+                     out.data());
+              const std::vector<double> expected =
+                  DoubleLoopAttention(queries, heads, decoded_key_rows, decoded_value_rows, dqk, dv, 0.3);
+              for (size_t i = 0; i < heads * dv; ++i) {
+                ASSERT_NEAR(out[i], expected[i], 1e-5 * (1 + std::fabs(expected[i])))
+                    << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count;
+              }
+              if (first_out.empty()) first_out = out;
+              ASSERT_EQ(out, first_out) << "first slot " << first_slot;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 TEST(Attend, HugeScoresStayFinite) {
   const std::vector<float> query(16, 100.0f), value(4, 2.0f);
   KeyTiles<float> key(1, 16);

@@ -156,17 +156,24 @@ TEST(Cli, ComputeTypeBf16) {
   EXPECT_NE(exact.out, bf16.out);
 }
 
-// --cache-type f16 reaches the model: keys and values rounded to f16 give
-// other logits; `info` accounts for them.
-TEST(Cli, CacheTypeF16) {
+// --cache-type f16 and q8 reach the model: keys and values rounded give
+// other logits; `info` accounts for them; another name is refused.
+TEST(Cli, CacheTypes) {
   const test::CommandResult exact = FixtureLogits({});
-  const test::CommandResult f16 = FixtureLogits({"--cache-type", "f16"});
   ASSERT_EQ(exact.exit_code, 0) << exact.err;
-  ASSERT_EQ(f16.exit_code, 0) << f16.err;
-  EXPECT_NE(exact.out, f16.out);
-  const test::CommandResult info = RunCli({"info", "-m", kFixture, "--cache-type", "f16"});
-  ASSERT_EQ(info.exit_code, 0) << info.err;
-  EXPECT_NE(info.out.find("hymba.cpp (f16 K/V)"), std::string::npos) << info.out;
+  std::vector<std::string> outputs = {exact.out};
+  for (const std::string type : {"f16", "q8"}) {
+    const test::CommandResult rounded = FixtureLogits({"--cache-type", type});
+    ASSERT_EQ(rounded.exit_code, 0) << rounded.err;
+    for (const std::string& other : outputs) EXPECT_NE(rounded.out, other) << type;
+    outputs.push_back(rounded.out);
+    const test::CommandResult info = RunCli({"info", "-m", kFixture, "--cache-type", type});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_NE(info.out.find("hymba.cpp (" + type + " K/V)"), std::string::npos) << info.out;
+  }
+  const test::CommandResult bad = RunCli({"info", "-m", kFixture, "--cache-type", "q4_0"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--cache-type"), std::string::npos) << bad.err;
 }
 
 }  // namespace

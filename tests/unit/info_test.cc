@@ -75,6 +75,18 @@ TEST(Info, F16CacheHalvesOnlyTheKeysAndValues) {
   EXPECT_EQ(f16.conv_state_bytes, f32.conv_state_bytes);
 }
 
+// q8: one byte per value, and each K/V head's key row and value row of a
+// position carry a 4-byte scale: (320 + 640) x 1 + 2 x 5 x 4 bytes.
+TEST(Info, Q8CacheStoresBytesAndAScalePerRow) {
+  const Config& c = RealConfig();
+  const CacheLayout& f32 = DescribeModel(c, false).engine;
+  const CacheLayout& q8 = DescribeModel(c, false, CacheType::kQ8).engine;
+  EXPECT_EQ(q8.name, "hymba.cpp (q8 K/V)");
+  EXPECT_EQ(q8.kv_bytes_per_token_per_owner, 1'000);
+  EXPECT_EQ(q8.window_cap_bytes, f32.window_cap_bytes / 3'840 * 1'000);
+  EXPECT_EQ(q8.ssm_state_bytes, f32.ssm_state_bytes);
+}
+
 TEST(Info, GlobalReaderMakesItsProducerGrow) {
   Config c = RealConfig();
   c.layers[2].global_attention = true;  // layer 2 reads layer 1

@@ -28,7 +28,7 @@ class SequenceTest : public ::testing::TestWithParam<std::string> {};
 // meta K/V, windows of sliding_window + 1 keys, full history where a global
 // layer reads, conv and SSM state.
 TEST_P(SequenceTest, BytesMatchTheEngineCacheLayout) {
-  for (CacheType cache : {CacheType::kF32, CacheType::kF16}) {
+  for (CacheType cache : {CacheType::kF32, CacheType::kF16, CacheType::kQ8}) {
     const Model model = Model::Load(test::FixtureDir(GetParam()), 0, {.cache = cache});
     const CacheLayout layout = DescribeModel(model.config(), model.storage().separate_lm_head, cache).engine;
     Sequence sequence = model.NewSequence();
@@ -67,25 +67,30 @@ TEST_P(SequenceTest, FeedingModesAndThreadCountsGiveTheSameBits) {
   EXPECT_EQ(one.Logits(tokens, LogitsMode::kIncremental), full);
 }
 
-// Cache type f16 rounds each key and value once, where it is stored: every
-// way of feeding the tokens (E5) reads the same f16 entries and gives the same
-// bits, and the logits stay close to the f32 cache's.
-TEST_P(SequenceTest, F16CacheFeedsAlikeAndStaysCloseToF32) {
+// Cache types f16 and q8 round each key and value once, where it is stored:
+// every way of feeding the tokens (E5), on one thread or two, reads the same
+// entries and gives the same bits, and the logits stay close to the f32
+// cache's: f16 keeps 11 significant bits, q8 steps of a row's absmax / 127.
+TEST_P(SequenceTest, RoundingCachesFeedAlikeAndStayCloseToF32) {
   const Model exact = Model::Load(test::FixtureDir(GetParam()));
-  const Model f16 = Model::Load(test::FixtureDir(GetParam()), 0, {.cache = CacheType::kF16});
-  EXPECT_EQ(f16.type_label(), exact.type_label() + " (f16 cache)");
   const std::vector<int32_t> tokens = FixtureTokens(GetParam());
-  const std::vector<float> full = f16.Logits(tokens, LogitsMode::kFull);
-  EXPECT_EQ(f16.Logits(tokens, LogitsMode::kIncremental), full);
-  EXPECT_EQ(f16.Logits(tokens, LogitsMode::kChunked, 5), full);
   const std::vector<float> reference = exact.Logits(tokens);
-  EXPECT_NE(full, reference);
-  float max_logit = 0, max_difference = 0;
-  for (size_t i = 0; i < full.size(); ++i) {
-    max_logit = std::max(max_logit, std::fabs(reference[i]));
-    max_difference = std::max(max_difference, std::fabs(full[i] - reference[i]));
+  for (const auto& [cache, tolerance] : {std::pair{CacheType::kF16, 1e-2f}, std::pair{CacheType::kQ8, 5e-2f}}) {
+    const Model rounding = Model::Load(test::FixtureDir(GetParam()), 2, {.cache = cache});
+    const Model one_thread = Model::Load(test::FixtureDir(GetParam()), 1, {.cache = cache});
+    EXPECT_EQ(rounding.type_label(), exact.type_label() + " (" + std::string(CacheTypeName(cache)) + " cache)");
+    const std::vector<float> full = rounding.Logits(tokens, LogitsMode::kFull);
+    EXPECT_EQ(rounding.Logits(tokens, LogitsMode::kIncremental), full);
+    EXPECT_EQ(rounding.Logits(tokens, LogitsMode::kChunked, 5), full);
+    EXPECT_EQ(one_thread.Logits(tokens, LogitsMode::kIncremental), full);
+    EXPECT_NE(full, reference);
+    float max_logit = 0, max_difference = 0;
+    for (size_t i = 0; i < full.size(); ++i) {
+      max_logit = std::max(max_logit, std::fabs(reference[i]));
+      max_difference = std::max(max_difference, std::fabs(full[i] - reference[i]));
+    }
+    EXPECT_LT(max_difference, tolerance * (1 + max_logit)) << CacheTypeName(cache);
   }
-  EXPECT_LT(max_difference, 1e-2f * (1 + max_logit));  // f16 keeps 11 significant bits
 }
 
 // N sequences advanced together give the same logits, bit for bit, and so the

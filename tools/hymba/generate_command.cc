@@ -85,10 +85,12 @@ void AddNumericsOptions(CLI::App* command, Numerics& numerics) {
 }
 
 void AddCacheTypeOption(CLI::App* command, CacheType& cache) {
-  const std::map<std::string, CacheType> types = {{"f32", CacheType::kF32}, {"f16", CacheType::kF16}};
+  const std::map<std::string, CacheType> types = {
+      {"f32", CacheType::kF32}, {"f16", CacheType::kF16}, {"q8", CacheType::kQ8}};
   command->add_option("--cache-type", cache,
-                      "Attention keys and values: f32 (exact, the default) or f16 (half the cache, faster long "
-                      "contexts; llama.cpp's -ctk f16 -ctv f16; see README)")
+                      "Attention keys and values: f32 (exact, the default), f16 (half the cache, faster long "
+                      "contexts; llama.cpp's -ctk f16 -ctv f16) or q8 (int8 with a scale per position and K/V "
+                      "head, about a quarter; see README)")
       ->transform(CLI::CheckedTransformer(types));
 }
 
