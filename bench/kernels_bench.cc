@@ -137,6 +137,30 @@ void BM_SelectiveScan(benchmark::State& state) {
 }
 BENCHMARK(BM_SelectiveScan)->Args({1, 1})->Args({512, 1})->Args({512, 2})->UseRealTime();
 
+// One decode step's scan as the engine meets it: state and A come from
+// memory, the weights read since the previous token having evicted them.
+// Each iteration takes the next of 256 layers' (state, A) pairs, 105 MB in
+// all. args: threads.
+void BM_SelectiveScanDecode(benchmark::State& state) {
+  const size_t d_inner = 3200, d_state = 16, layers = 256;
+  ThreadPool pool(static_cast<size_t>(state.range(0)));
+  std::vector<float> x(d_inner, 0.1f), delta_pre(d_inner, -3.0f), bias(d_inner, 0.0f), d_skip(d_inner, 1.0f);
+  std::vector<float> bc(2 * d_state, 0.2f), z(d_inner, 0.3f), out(d_inner);
+  std::vector<std::vector<float>> a(layers, std::vector<float>(d_state * d_inner, -1.0f));
+  std::vector<std::vector<float>> h(layers, std::vector<float>(d_state * d_inner, 0.0f));
+  size_t layer = 0;
+  for (auto _ : state) {
+    SelectiveScan({.d_inner = d_inner, .d_state = d_state, .steps = 1, .x = x.data(), .delta_pre = delta_pre.data(),
+                   .dt_bias = bias.data(), .a = a[layer].data(), .d_skip = d_skip.data(), .b = bc.data(),
+                   .c = bc.data() + d_state, .bc_stride = 2 * d_state, .z = z.data(), .z_stride = d_inner,
+                   .state = h[layer].data(), .out = out.data()},
+                  pool);
+    benchmark::DoNotOptimize(out.data());
+    layer = (layer + 1) % layers;
+  }
+}
+BENCHMARK(BM_SelectiveScanDecode)->Arg(1)->Arg(2)->UseRealTime();
+
 // The 5 query heads of one K/V head (args: heads) over a full sliding window
 // plus the meta tokens, at Hymba-1.5B's head sizes (64 for q.k, 128 for v).
 void BM_Attend(benchmark::State& state) {
