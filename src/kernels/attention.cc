@@ -83,7 +83,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   constexpr bool kQ8 = std::is_same_v<T, int8_t>;
   constexpr size_t kLine = 64 / sizeof(T);  // elements per cache line
   constexpr size_t kPrefetchDims = std::max<size_t>(2, kLine / kKeyTile);  // a line of a tile, or two dimensions
-  const size_t value_row = dv + (kQ8 ? kQ8ScaleBytes : 0);  // elements from one value row to the next part
+  const size_t value_row = dv + (kQ8 ? kQ8ScaleBytes : 0);  // elements of a value row, a q8 scale included
   VK max_vector[kHeads];
 #pragma GCC unroll 8
   for (size_t j = 0; j < heads; ++j) max_vector[j] = hn::Set(dk, -INFINITY);
@@ -95,8 +95,9 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
     VK even[kHeads], odd[kHeads];
 #pragma GCC unroll 8
     for (size_t j = 0; j < heads; ++j) even[j] = hn::Zero(dk), odd[j] = hn::Zero(dk);
-    // The run's values go into L2 four lines per step of the loop: all of
-    // them at once stalls on full miss buffers, f32 values more than f16.
+    // The run's values go into L2 four lines per step of the loop (q8: two
+    // per line of keys): all of them at once stalls on full miss buffers,
+    // f32 values more than f16.
     size_t value_key = 0, value_element = 0;  // the next line to prefetch
     auto prefetch_values = [&](size_t lines) {
       for (; lines > 0 && value_key < run; --lines) {
