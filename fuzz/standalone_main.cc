@@ -1,6 +1,6 @@
 // Runs a fuzz target over files and directories of inputs without libFuzzer:
-// the regression and seed inputs run in every build, under GCC's sanitizers
-// too, as ordinary tests.
+// the regression and seed inputs run in every build as ordinary tests (a
+// libFuzzer build replays them with its own main).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>

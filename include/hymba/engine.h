@@ -60,7 +60,7 @@ struct CompletionRequest {
 
 struct TokenLogprob {
   int32_t id = 0;
-  float logprob = 0;  // log-softmax of the model's logits, before any sampling setting
+  float logprob = 0;  // log-softmax of the model's logits over DrawableIds(), before any sampling setting
 };
 
 struct GeneratedToken {

@@ -69,9 +69,10 @@ struct GenerationResult {
   double generation_seconds = 0;
 };
 
-// The ids generation draws from: those the model scores and the tokenizer can
-// decode. A checkpoint whose vocabulary is padded past its tokenizer's (to a
-// multiple of 64, say) never draws a padding id, which has no text.
+// The ids generation draws from: the first min(model vocabulary, tokenizer
+// size) ids, those both the model scores and the tokenizer knows. A checkpoint
+// whose vocabulary is padded past its tokenizer's (to a multiple of 64, say)
+// never draws a padding id, which has no text.
 int32_t DrawableIds(const Model& model, const Tokenizer& tokenizer);
 
 // Appends `prompt` to `sequence` and generates. `on_text` receives the text as

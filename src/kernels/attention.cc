@@ -171,17 +171,20 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   // value rows stay in L1 while every slice of the outputs passes over them
   // (with the whole list per slice, long contexts re-read the values from
   // memory once per slice); the partial sums wait in `out`, exactly.
-  // A q8 value's scale joins its weight: (weight * scale) * q.
+  // A q8 value's scale joins its weights, once per block: (weight * scale) * q.
   std::fill(out, out + heads * dv, 0.0f);
-  float value_scales[kKeyBlock];
+  float scaled_weights[kQ8 ? kHeads * kKeyBlock : 1];
   auto weight = [&](size_t j, size_t k) {
-    if constexpr (kQ8) return scores[j * count + k] * value_scales[k % kKeyBlock];
+    if constexpr (kQ8) return scaled_weights[j * kKeyBlock + k % kKeyBlock];
     return scores[j * count + k];
   };
   for (size_t k0 = 0; k0 < count; k0 += kKeyBlock) {
     const size_t k1 = std::min(count, k0 + kKeyBlock);
     if constexpr (kQ8) {
-      for (size_t k = k0; k < k1; ++k) value_scales[k - k0] = Q8Scale(value_rows[k] + dv, 1);
+      for (size_t k = k0; k < k1; ++k) {
+        const float value_scale = Q8Scale(value_rows[k] + dv, 1);
+        for (size_t j = 0; j < heads; ++j) scaled_weights[j * kKeyBlock + k - k0] = scores[j * count + k] * value_scale;
+      }
     }
     size_t i = 0;
     for (; i + 2 * lanes <= dv; i += 2 * lanes) {
@@ -294,9 +297,11 @@ float QuantizeQ8Row(const float* values, size_t n, int8_t* q, size_t stride) {
     absmax = std::max(absmax, std::fabs(values[i]));
   }
   const float scale = absmax / 127.0f;
-  const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+  // Divided, not multiplied by 1 / scale: that inverse overflows for a row of
+  // tiny values (absmax below 4e-37), and 0 x inf is NaN. A quotient stays
+  // within about +-127 for any positive scale, subnormal ones included.
   for (size_t i = 0; i < n; ++i) {
-    q[i * stride] = static_cast<int8_t>(std::clamp(std::nearbyint(values[i] * inverse), -127.0f, 127.0f));
+    q[i * stride] = scale > 0.0f ? static_cast<int8_t>(std::clamp(std::nearbyint(values[i] / scale), -127.0f, 127.0f)) : 0;
   }
   return scale;
 }

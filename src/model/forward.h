@@ -23,7 +23,8 @@ namespace hymba {
 // newest sliding_window + 1 entries (E3). Entries appended during a chunk live
 // in a scratch area until Commit(), so that every query of the chunk, in this
 // layer and in the consumers that read it, still sees its whole window.
-// Entries are stored as T: float, or hwy::float16_t for cache type f16.
+// Entries are stored as T: float, hwy::float16_t for cache type f16, or int8_t
+// with a scale per row for cache type q8 (kernels/attention.h).
 template <typename T>
 class KvCacheOf {
  public:
@@ -64,7 +65,7 @@ class KvCacheOf {
   std::vector<CacheLineVector<T>> key_blocks_;    // [block][kv head][key tiles of the block's slots] + tile padding
   std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][slot in block][value_row_]
   size_t slots_used_ = 0;
-  CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][dim][kKeyTile] + tile padding
+  CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][key_planes_][kKeyTile] + tile padding
   std::vector<T> scratch_values_;  // [positions_ - committed_][kv head][value_row_]
 };
 using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>, KvCacheOf<int8_t>>;

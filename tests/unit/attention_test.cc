@@ -225,6 +225,13 @@ TEST(QuantizeQ8Row, RoundsToTheNearestStepOfAbsmaxOver127) {
   const std::vector<float> zeros(4, 0.0f), overflowed = {1.0f, INFINITY, 2.0f}, nan = {NAN, 1.0f};
   EXPECT_EQ(QuantizeQ8Row(zeros.data(), zeros.size(), q.data(), 1), 0.0f);
   EXPECT_EQ(q[0], 0);
+  // Tiny values, subnormal ones too: 1 / scale would overflow, the quotient does not.
+  for (const std::vector<float>& tiny : {std::vector<float>{1e-38f, 0.0f, -5e-39f}, std::vector<float>{1e-40f, 0.0f}}) {
+    const float tiny_scale = QuantizeQ8Row(tiny.data(), tiny.size(), q.data(), 1);
+    EXPECT_GT(tiny_scale, 0.0f);
+    EXPECT_EQ(q[0], 127);
+    EXPECT_EQ(q[1], 0);
+  }
   EXPECT_TRUE(std::isnan(QuantizeQ8Row(overflowed.data(), overflowed.size(), q.data(), 1)));
   EXPECT_TRUE(std::isnan(QuantizeQ8Row(nan.data(), nan.size(), q.data(), 1)));
   for (const float scale_value : {0.0f, 1e-30f, 3.25f, -1.5f, INFINITY}) {

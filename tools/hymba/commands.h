@@ -25,7 +25,7 @@ struct SamplingFlags {
   SamplingParams Resolve() const;
 };
 void AddSamplingOptions(CLI::App* command, SamplingFlags& flags);
-// --compute-type f32|bf16 and --cache-type f32|f16 (see hymba::Numerics).
+// --compute-type f32|bf16 and --cache-type f32|f16|q8 (see hymba::Numerics).
 void AddNumericsOptions(CLI::App* command, Numerics& numerics);
 void AddCacheTypeOption(CLI::App* command, CacheType& cache);
 
