@@ -198,8 +198,7 @@ Element ToElement(float value) {
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 256;
-  const size_t scale_bytes = std::is_same_v<Element, int8_t> ? kQ8ScaleBytes : 0;
-  const size_t key_planes = dqk + scale_bytes, value_row = dv + scale_bytes;
+  const size_t key_planes = dqk + kRowScaleBytes<Element>, value_row = dv + kRowScaleBytes<Element>;
   const size_t parts = (keys + range - 1) / range;
   const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
   const size_t head_keys = (keys + kKeyTile - 1) / kKeyTile * kKeyTile * key_planes;  // one head's whole tiles
@@ -227,8 +226,8 @@ void BM_AttendDecode(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(layers * kv_heads * keys * (key_planes + value_row) * sizeof(Element)),
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  const size_t bytes = layers * kv_heads * keys * (key_planes + value_row) * sizeof(Element);
+  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AttendDecode<float>)->UseRealTime();
 BENCHMARK(BM_AttendDecode<hwy::float16_t>)->UseRealTime();

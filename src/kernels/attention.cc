@@ -83,7 +83,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   constexpr bool kQ8 = std::is_same_v<T, int8_t>;
   constexpr size_t kLine = 64 / sizeof(T);  // elements per cache line
   constexpr size_t kPrefetchDims = std::max<size_t>(2, kLine / kKeyTile);  // a line of a tile, or two dimensions
-  const size_t value_row = dv + (kQ8 ? kQ8ScaleBytes : 0);  // elements of a value row, a q8 scale included
+  const size_t value_row = dv + kRowScaleBytes<T>;  // elements of a value row, a q8 scale included
   VK max_vector[kHeads];
 #pragma GCC unroll 8
   for (size_t j = 0; j < heads; ++j) max_vector[j] = hn::Set(dk, -INFINITY);
@@ -291,8 +291,8 @@ float QuantizeQ8Row(const float* values, size_t n, int8_t* q, size_t stride) {
   float absmax = 0.0f;
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(values[i])) {  // overflowed upstream: NaN reaches the logits, and sampling reports it
-      for (size_t z = 0; z < n; ++z) q[z * stride] = 0;
-      return NAN;
+      absmax = NAN;
+      break;
     }
     absmax = std::max(absmax, std::fabs(values[i]));
   }
@@ -301,8 +301,10 @@ float QuantizeQ8Row(const float* values, size_t n, int8_t* q, size_t stride) {
   // tiny values (absmax below 4e-37), and 0 x inf is NaN. A quotient stays
   // within about +-127 for any positive scale, subnormal ones included.
   for (size_t i = 0; i < n; ++i) {
-    q[i * stride] = scale > 0.0f ? static_cast<int8_t>(std::clamp(std::nearbyint(values[i] / scale), -127.0f, 127.0f)) : 0;
+    const float step = scale > 0.0f ? std::clamp(std::nearbyint(values[i] / scale), -127.0f, 127.0f) : 0.0f;
+    q[i * stride] = static_cast<int8_t>(step);
   }
+  for (size_t b = 0; b < kQ8ScaleBytes; ++b) q[(n + b) * stride] = Q8ScaleByte(scale, b);
   return scale;
 }
 

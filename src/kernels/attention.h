@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <hwy/base.h>
 
@@ -29,6 +30,9 @@ constexpr size_t KeyTileIndex(size_t index, size_t dqk) {
 // reaches its scale as it reaches its dimensions), and after the dv values of
 // a value row. Q8ScaleByte and Q8Scale are the one definition of that order.
 inline constexpr size_t kQ8ScaleBytes = 4;
+// Elements a stored row of T carries after its values: the q8 scale's bytes.
+template <typename T>
+inline constexpr size_t kRowScaleBytes = std::is_same_v<T, int8_t> ? kQ8ScaleBytes : 0;
 inline int8_t Q8ScaleByte(float scale, size_t b) {
   return static_cast<int8_t>(static_cast<uint8_t>(std::bit_cast<uint32_t>(scale) >> (8 * b)));
 }
@@ -37,9 +41,10 @@ inline float Q8Scale(const int8_t* first_byte, size_t byte_stride) {
   for (size_t b = 0; b < kQ8ScaleBytes; ++b) bits |= uint32_t{static_cast<uint8_t>(first_byte[b * byte_stride])} << (8 * b);
   return std::bit_cast<float>(bits);
 }
-// Quantizes n floats into q (a row with the given stride between elements)
-// and returns the scale: absmax / 127, 0 for a row of zeros, NaN (and zeros)
-// for a row with a NaN or an infinity.
+// Quantizes n floats into q (a row with the given stride between elements),
+// followed by the scale's bytes the same stride apart, and returns the scale:
+// absmax / 127, 0 for a row of zeros, NaN (and zeros) for a row with a NaN or
+// an infinity.
 float QuantizeQ8Row(const float* values, size_t n, int8_t* q, size_t stride);
 
 // What a head's softmax saw over its keys: the largest scaled score and the

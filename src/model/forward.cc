@@ -20,8 +20,8 @@ KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
     : kv_heads_(static_cast<size_t>(config.num_key_value_heads)),
       dqk_(static_cast<size_t>(config.head_dim_qk)),
       dv_(static_cast<size_t>(config.head_dim_v)),
-      key_planes_(dqk_ + (std::is_same_v<T, int8_t> ? kQ8ScaleBytes : 0)),
-      value_row_(dv_ + (std::is_same_v<T, int8_t> ? kQ8ScaleBytes : 0)),
+      key_planes_(dqk_ + kRowScaleBytes<T>),
+      value_row_(dv_ + kRowScaleBytes<T>),
       meta_(config.num_memory_tokens),
       ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
 
@@ -37,8 +37,7 @@ void KvCacheOf<T>::Append(const float* key, const float* value) {
   // bytes follow, the same stride apart).
   auto store = [](const float* from, size_t n, T* to, size_t stride) {
     if constexpr (std::is_same_v<T, int8_t>) {
-      const float scale = QuantizeQ8Row(from, n, to, stride);
-      for (size_t b = 0; b < kQ8ScaleBytes; ++b) to[(n + b) * stride] = Q8ScaleByte(scale, b);
+      QuantizeQ8Row(from, n, to, stride);
     } else {
       for (size_t i = 0; i < n; ++i) {
         if constexpr (std::is_same_v<T, float>) {

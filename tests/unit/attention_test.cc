@@ -213,7 +213,7 @@ TEST(Attend, F16KeysAndValuesMatchDoubleLoopOnEveryTarget) {
 // Cache type q8: rows of int8 with one f32 scale each.
 TEST(QuantizeQ8Row, RoundsToTheNearestStepOfAbsmaxOver127) {
   const std::vector<float> row = {0.5f, -2.54f, 1.0f, 0.0f, 2.54f, -0.061f};
-  std::vector<int8_t> q(row.size() * 3, 77);
+  std::vector<int8_t> q((row.size() + kQ8ScaleBytes) * 3, 77);
   const float scale = QuantizeQ8Row(row.data(), row.size(), q.data(), 3);
   EXPECT_FLOAT_EQ(scale, 2.54f / 127);
   const std::vector<int> expected = {25, -127, 50, 0, 127, -3};  // steps of 2.54 / 127 = 0.02
@@ -264,12 +264,10 @@ TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
                 int8_t* key = keys.key(first_slot + m);
                 for (size_t i = 0; i < dqk; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
                 const float key_scale = QuantizeQ8Row(row.data(), dqk, key, kKeyTile);
-                for (size_t b = 0; b < kQ8ScaleBytes; ++b) key[(dqk + b) * kKeyTile] = Q8ScaleByte(key_scale, b);
                 for (size_t i = 0; i < dqk; ++i) decoded_keys.key(m)[i * kKeyTile] = static_cast<float>(key[i * kKeyTile]) * key_scale;
                 int8_t* value = &values[m * value_row];
                 for (size_t i = 0; i < dv; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
                 const float value_scale = QuantizeQ8Row(row.data(), dv, value, 1);
-                for (size_t b = 0; b < kQ8ScaleBytes; ++b) value[dv + b] = Q8ScaleByte(value_scale, b);
                 for (size_t i = 0; i < dv; ++i) decoded_values[m * dv + i] = static_cast<float>(value[i]) * value_scale;
                 key_rows.push_back(key), value_rows.push_back(value);
                 decoded_key_rows.push_back(decoded_keys.key(m)), decoded_value_rows.push_back(&decoded_values[m * dv]);
