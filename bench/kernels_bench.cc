@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/cache_line_vector.h"
+#include "core/huge_page_buffer.h"
 #include "core/interleaved.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
@@ -19,8 +20,11 @@
 namespace hymba {
 namespace {
 
-std::vector<std::byte> RandomMatrixBytes(DType type, size_t rows, size_t cols) {
-  std::vector<std::byte> bytes(rows * RowBytes(type, cols));
+// In huge-page memory, as a loaded model holds its weights (a decoding
+// step's single stream through 4 KB pages is bound by TLB misses).
+HugePageBuffer RandomMatrix(DType type, size_t rows, size_t cols) {
+  HugePageBuffer memory(rows * RowBytes(type, cols));
+  const std::span<std::byte> bytes = memory.bytes();
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.05f);
   std::vector<float> row(cols);
@@ -28,8 +32,8 @@ std::vector<std::byte> RandomMatrixBytes(DType type, size_t rows, size_t cols) {
     for (float& value : row) value = normal(rng);
     QuantizeRow(type, row, &bytes[r * RowBytes(type, cols)]);
   }
-  if (IsQuantized(type)) InterleaveQuantizedRows(type, rows, cols, bytes);  // as a loaded model holds them
-  return bytes;
+  InterleaveRows(type, rows, cols, bytes);  // as a loaded model holds them
+  return memory;
 }
 
 // args: type, rows, cols, tokens, threads, bf16 products (compute type bf16)
@@ -38,8 +42,9 @@ void BM_MatMul(benchmark::State& state) {
   const auto rows = static_cast<size_t>(state.range(1)), cols = static_cast<size_t>(state.range(2));
   const auto tokens = static_cast<size_t>(state.range(3));
   ThreadPool pool(static_cast<size_t>(state.range(4)));
-  const std::vector<std::byte> bytes = RandomMatrixBytes(type, rows, cols);
-  const MatView w{type, bytes.data(), rows, cols, IsQuantized(type), state.range(5) != 0};
+  const HugePageBuffer matrix = RandomMatrix(type, rows, cols);
+  const std::span<const std::byte> bytes = matrix.bytes();
+  const MatView w{type, bytes.data(), rows, cols, true, state.range(5) != 0};
   std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
   for (auto _ : state) {
     MatMul(w, x.data(), tokens, y.data(), pool);
@@ -80,8 +85,8 @@ void BM_Int8Kernel(benchmark::State& state) {
     return;
   }
   const size_t rows = 4096, cols = 1600, tokens = static_cast<size_t>(state.range(2));
-  const std::vector<std::byte> bytes = RandomMatrixBytes(type, rows, cols);
-  const MatView w{type, bytes.data(), rows, cols, true};
+  const HugePageBuffer matrix = RandomMatrix(type, rows, cols);
+  const MatView w{type, matrix.bytes().data(), rows, cols, true};
   std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
   Int8Activations activations;
   QuantizeActivations(type, x.data(), tokens, cols, activations, nullptr, kernel);

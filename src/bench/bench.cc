@@ -1,3 +1,4 @@
+#include "core/huge_page_buffer.h"
 #include "hymba/bench.h"
 
 #include <cblas.h>
@@ -73,7 +74,10 @@ std::vector<int32_t> RandomTokens(std::mt19937& rng, int64_t vocab, int count) {
 
 double MeasureReadBandwidth(size_t threads, size_t bytes, int repetitions) {
   threads = std::max<size_t>(threads, 1);
-  std::vector<float> buffer(bytes / sizeof(float), 1.0f);  // written once so every page is resident
+  // In memory like the weights' (huge pages), written once so every page is resident.
+  const HugePageBuffer memory(bytes);
+  const std::span<float> buffer(reinterpret_cast<float*>(memory.bytes().data()), bytes / sizeof(float));
+  std::fill(buffer.begin(), buffer.end(), 1.0f);
   const size_t slice = buffer.size() / threads;
   std::vector<float> sums(threads * 16);  // one cache line per thread
   double best = 0;

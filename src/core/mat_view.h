@@ -9,9 +9,9 @@
 
 namespace hymba {
 
-// [rows, cols] matrix in its stored type; kernels decode it on the fly. Rows
-// are contiguous, or for q8_0 and q4_0 in a model interleaved by 16 (see
-// core/interleaved.h).
+// [rows, cols] matrix in its stored type; kernels decode it on the fly. The
+// matrix kernels read rows interleaved by 16 (core/interleaved.h), as a
+// loaded model holds them; DecodeRow reads either layout.
 struct MatView {
   DType type = DType::kF32;
   const std::byte* data = nullptr;
@@ -21,10 +21,9 @@ struct MatView {
   bool bf16_products = false;  // bf16 weights times activations rounded to bf16 (ComputeType::kBF16)
 
   bool empty() const { return data == nullptr; }
-  const std::byte* Row(size_t r) const { return data + r * RowBytes(type, cols); }  // contiguous rows only
   void DecodeRow(size_t r, std::span<float> out) const {
     if (interleaved) return DecodeInterleavedRow(type, data, rows, cols, r, out.data());
-    const std::byte* row = Row(r);
+    const std::byte* row = data + r * RowBytes(type, cols);
     for (size_t c = 0; c < cols; ++c) out[c] = LoadAsF32(type, row, c);
   }
 };

@@ -386,13 +386,13 @@ void GgufWriter::Write(const std::filesystem::path& path, const std::function<vo
   std::filesystem::rename(temporary, path);
 }
 
-void GgufFile::InterleaveQuantizedMatrices() {
+void GgufFile::InterleaveMatrices() {
   file_.Rewrite([&](std::span<std::byte> bytes) {
     for (GgufTensor& tensor : tensors_) {
       const std::optional<DType> type = DTypeFromGgml(tensor.ggml_type);
-      if (tensor.interleaved || !type || !IsQuantized(*type) || tensor.dims.size() != 2) continue;
+      if (tensor.interleaved || !type || tensor.dims.size() != 2) continue;
       const auto offset = static_cast<size_t>(tensor.data.data() - file_.bytes().data());
-      InterleaveQuantizedRows(*type, static_cast<size_t>(tensor.dims[1]), static_cast<size_t>(tensor.dims[0]),
+      InterleaveRows(*type, static_cast<size_t>(tensor.dims[1]), static_cast<size_t>(tensor.dims[0]),
                               bytes.subspan(offset, tensor.data.size()));
       tensor.interleaved = true;
     }

@@ -51,7 +51,7 @@ struct GgufTensor {
   uint32_t ggml_type = 0;
   std::vector<int64_t> dims;  // GGUF order: dims[0] is the contiguous (column) dimension
   std::span<const std::byte> data;
-  bool interleaved = false;  // rewritten by InterleaveQuantizedMatrices
+  bool interleaved = false;  // rewritten by InterleaveMatrices
 };
 
 class GgufFile {
@@ -64,9 +64,9 @@ class GgufFile {
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
 
-  // Rewrites every 2-D q8_0/q4_0 tensor, in place, into the layout the int8
-  // kernels read (core/interleaved.h). The file must have been loaded (kLoad).
-  void InterleaveQuantizedMatrices();
+  // Rewrites every 2-D tensor, in place, into the layout the matrix kernels
+  // read (core/interleaved.h). The file must have been loaded (kLoad).
+  void InterleaveMatrices();
 
   // Typed access; a missing key or another type is an error naming the key.
   const GgufValue& Get(const std::string& key) const;

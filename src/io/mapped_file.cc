@@ -39,63 +39,60 @@ MappedFile::MappedFile(const std::filesystem::path& path, FileAccess access) : p
     data_ = static_cast<std::byte*>(mapped);
     return;
   }
-  void* memory = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED) {
-    throw Error(path.string() + ": cannot allocate " + std::to_string(size_) + " bytes: " + std::strerror(errno));
+  try {
+    loaded_ = HugePageBuffer(size_);
+  } catch (const Error& error) {
+    throw Error(path.string() + ": " + error.what());
   }
-  data_ = static_cast<std::byte*>(memory);
-  loaded_ = true;
-  ::madvise(memory, size_, MADV_HUGEPAGE);  // advisory: without THP the copy still works
-  auto* out = static_cast<char*>(memory);
+  data_ = loaded_.bytes().data();
+  auto* out = reinterpret_cast<char*>(data_);
   size_t done = 0;
   while (done < size_) {
     const ssize_t got = ::pread(file.fd, out + done, std::min<size_t>(size_ - done, size_t{1} << 26), static_cast<off_t>(done));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
       const std::string reason = got < 0 ? std::strerror(errno) : "the file shrank while it was read";
-      Release();
       throw Error(path.string() + ": read failed: " + reason);
     }
     done += static_cast<size_t>(got);
   }
-  ::mprotect(memory, size_, PROT_READ);
+  loaded_.Protect(/*writable=*/false);
 }
 
 void MappedFile::Rewrite(const std::function<void(std::span<std::byte>)>& edit) {
   if (size_ == 0) return;
-  if (!loaded_) throw Error(path_.string() + ": a mapped file cannot be rewritten in memory");
-  if (::mprotect(data_, size_, PROT_READ | PROT_WRITE) != 0) {
+  if (loaded_.bytes().empty()) throw Error(path_.string() + ": a mapped file cannot be rewritten in memory");
+  if (!loaded_.Protect(/*writable=*/true)) {
     throw Error(path_.string() + ": cannot make the loaded file writable: " + std::strerror(errno));
   }
   struct Reprotect {
-    std::byte* memory;
-    size_t size;
-    ~Reprotect() { ::mprotect(memory, size, PROT_READ); }
-  } reprotect{data_, size_};
-  edit({data_, size_});
+    const HugePageBuffer& memory;
+    ~Reprotect() { memory.Protect(/*writable=*/false); }
+  } reprotect{loaded_};
+  edit(loaded_.bytes());
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
+      loaded_(std::move(other.loaded_)),
       data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)),
-      loaded_(std::exchange(other.loaded_, false)) {}
+      size_(std::exchange(other.size_, 0)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
-    Release();
+    Unmap();
     path_ = std::move(other.path_);
+    loaded_ = std::move(other.loaded_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
-    loaded_ = std::exchange(other.loaded_, false);
   }
   return *this;
 }
 
-MappedFile::~MappedFile() { Release(); }
+MappedFile::~MappedFile() { Unmap(); }
 
-void MappedFile::Release() {
-  if (data_ != nullptr) ::munmap(data_, size_);
+void MappedFile::Unmap() {
+  if (data_ != nullptr && loaded_.bytes().empty()) ::munmap(data_, size_);
   data_ = nullptr;
   size_ = 0;
 }

@@ -6,6 +6,8 @@
 #include <functional>
 #include <span>
 
+#include "core/huge_page_buffer.h"
+
 namespace hymba {
 
 // kMap maps the file lazily (for reading a few fields of a big file). kLoad
@@ -32,11 +34,11 @@ class MappedFile {
   const std::filesystem::path& path() const { return path_; }
 
  private:
-  void Release();
+  void Unmap();
   std::filesystem::path path_;
-  std::byte* data_ = nullptr;  // written only inside Rewrite
+  HugePageBuffer loaded_;      // kLoad: the file's bytes
+  std::byte* data_ = nullptr;  // the bytes, in loaded_ or mapped (kMap); written only inside Rewrite
   size_t size_ = 0;
-  bool loaded_ = false;
 };
 
 }  // namespace hymba

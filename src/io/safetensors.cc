@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/interleaved.h"
 #include "hymba/error.h"
 #include "io/json.h"
 #include "io/text_file.h"
@@ -166,6 +167,26 @@ Checkpoint Checkpoint::Open(const std::filesystem::path& model_dir) {
     checkpoint.tensors_[name] = &tensor->second;
   }
   return checkpoint;
+}
+
+void SafetensorsFile::InterleaveMatrices() {
+  file_.Rewrite([&](std::span<std::byte> bytes) {
+    for (auto& [name, record] : tensors_) {
+      if (record.interleaved || !record.dtype || record.shape.size() != 2) continue;
+      const auto offset = static_cast<size_t>(record.data.data() - file_.bytes().data());
+      InterleaveRows(*record.dtype, static_cast<size_t>(record.shape[0]), static_cast<size_t>(record.shape[1]),
+                     bytes.subspan(offset, record.data.size()));
+      record.interleaved = true;
+    }
+  });
+}
+
+void Checkpoint::InterleaveMatrices() {
+  for (const auto& file : files_) file->InterleaveMatrices();
+  if (gguf_) {
+    gguf_->InterleaveMatrices();
+    for (size_t i = 0; i < gguf_records_.size(); ++i) gguf_records_[i]->interleaved = gguf_->tensors()[i].interleaved;
+  }
 }
 
 const TensorRecord* Checkpoint::Find(const std::string& name) const {

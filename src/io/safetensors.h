@@ -25,7 +25,7 @@ struct TensorRecord {
   std::vector<int64_t> shape;
   std::span<const std::byte> data;
   std::filesystem::path file;
-  bool interleaved = false;  // a q8_0/q4_0 matrix in the layout of core/interleaved.h
+  bool interleaved = false;  // a matrix in the layout of core/interleaved.h
 
   int64_t elements() const;
 };
@@ -36,6 +36,9 @@ class SafetensorsFile {
   const std::map<std::string, TensorRecord>& tensors() const { return tensors_; }
   const std::filesystem::path& path() const { return file_.path(); }
   size_t size_bytes() const { return file_.bytes().size(); }
+  // Rewrites every 2-D tensor of a type the engine computes with, in place,
+  // into the layout the matrix kernels read (core/interleaved.h).
+  void InterleaveMatrices();
 
  private:
   MappedFile file_;
@@ -56,6 +59,9 @@ class Checkpoint {
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
   std::vector<std::filesystem::path> paths() const;
   const GgufFile* gguf() const { return gguf_.get(); }
+  // Every 2-D tensor into the layout the matrix kernels read, as a model
+  // holds its weights (conversion reads them as the files store them).
+  void InterleaveMatrices();
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -1,13 +1,13 @@
 #include "kernels/matmul.h"
 
 #include "hymba/error.h"
+#include "kernels/group_tiles.h"
 #include "kernels/matmul_bf16.h"
 #include "kernels/matmul_int8.h"
-#include "kernels/row_tiles.h"
 
 #include <algorithm>
-#include <vector>
 #include <type_traits>
+#include <vector>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
@@ -19,94 +19,160 @@ namespace hymba {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// How a row of each float storage type yields f32 vectors. Mapped tensors
-// need not be aligned: unaligned loads, memcpy.
-template <typename T>  // float, bfloat16_t, float16_t
-struct FloatRow {
-  template <class DF>
-  static HWY_INLINE hn::Vec<DF> Load(DF df, const std::byte* row, size_t k) {
-    const T* p = reinterpret_cast<const T*>(row) + k;
+// At most 16 lanes: a chunk's 16 even (odd) columns are one AVX-512 vector,
+// or 16 / Lanes narrower ones.
+using DF = hn::CappedTag<float, kFloatChunk / 2>;
+using VF = hn::Vec<DF>;
+
+// How a row's chunk of each float storage type (core/interleaved.h) yields
+// f32 vectors of its even and odd columns: part v holds columns 2j (2j + 1)
+// for j in [v Lanes, (v + 1) Lanes). Weights in memory need not be aligned.
+template <typename T>  // float, float16_t: the even columns, then the odd ones
+struct FloatChunk {
+  static HWY_INLINE VF Even(DF df, const T* chunk, size_t v) { return Load(df, chunk + v * hn::Lanes(df)); }
+  static HWY_INLINE VF Odd(DF df, const T* chunk, size_t v) {
+    return Load(df, chunk + kFloatChunk / 2 + v * hn::Lanes(df));
+  }
+  static HWY_INLINE VF Load(DF df, const T* p) {
     if constexpr (std::is_same_v<T, float>) {
       return hn::LoadU(df, p);
     } else {
-      const hn::Rebind<T, DF> dw;  // half-width vector of 16-bit values
-      return hn::PromoteTo(df, hn::LoadU(dw, p));
+      return hn::PromoteTo(df, hn::LoadU(hn::Rebind<T, DF>(), p));
     }
-  }
-  static float Scalar(const std::byte* row, size_t k) {
-    if constexpr (std::is_same_v<T, float>) return LoadAsF32(DType::kF32, row, k);
-    if constexpr (std::is_same_v<T, hwy::bfloat16_t>) return LoadAsF32(DType::kBF16, row, k);
-    return LoadAsF32(DType::kF16, row, k);
   }
 };
 
-// out[r * kTileTokens + t] = row r . token t for r < kTileRows, t < kTokens.
-template <typename T, size_t kTokens, bool kPrefetch>
-HWY_INLINE void Tile(const std::byte* const* rows, const float* const* tokens, size_t cols, float* out) {
-  using Format = FloatRow<T>;
-  const hn::ScalableTag<float> df;
-  const size_t lanes = hn::Lanes(df);  // not MaxLanes: an upper bound on scalable targets (SVE, RVV)
-  hn::Vec<decltype(df)> acc[kTileRows][kTokens];
-#pragma GCC unroll 4
-  for (size_t r = 0; r < kTileRows; ++r) {
-#pragma GCC unroll 6
-    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = hn::Zero(df);
+template <>  // bf16 in column order: a 32-bit lane holds a pair, the even column in its low half
+struct FloatChunk<hwy::bfloat16_t> {
+  static HWY_INLINE hn::Vec<hn::RebindToUnsigned<DF>> Pairs(DF df, const hwy::bfloat16_t* chunk, size_t v) {
+    return hn::LoadU(hn::RebindToUnsigned<DF>(), reinterpret_cast<const uint32_t*>(chunk) + v * hn::Lanes(df));
   }
-  // At decode the weights come from DRAM in four short row streams, which the
-  // hardware prefetcher does not follow: each row fetches the same place of
-  // its row in the next tile (contiguous rows, one tile ahead).
-  const size_t prefetch_ahead = kTileRows * cols * sizeof(T);
-  size_t k = 0;
-  for (; k + lanes <= cols; k += lanes) {
-    hn::Vec<decltype(df)> w[kTileRows];
+  static HWY_INLINE VF Even(DF df, const hwy::bfloat16_t* chunk, size_t v) {
+    return hn::BitCast(df, hn::ShiftLeft<16>(Pairs(df, chunk, v)));
+  }
+  static HWY_INLINE VF Odd(DF df, const hwy::bfloat16_t* chunk, size_t v) {
+    const hn::RebindToUnsigned<DF> du;
+    return hn::BitCast(df, hn::And(Pairs(df, chunk, v), hn::Set(du, 0xFFFF0000u)));
+  }
+};
+
+template <typename T>
+float ScalarOf(const T* p) {
+  if constexpr (std::is_same_v<T, float>) return *p;
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) return BF16ToF32(std::bit_cast<uint16_t>(*p));
+  if constexpr (std::is_same_v<T, hwy::float16_t>) return F16ToF32(std::bit_cast<uint16_t>(*p));
+}
+
+// out[i * kTokens + t] = row i of a group of `lanes` rows . token t, for
+// i < kFloatGroupRows (rows past a short last group repeat its last) and
+// t < kTokens.
+// tokens[t]: the activations in chunk order (SplitActivations). Each output
+// accumulates, chunk after chunk, its even columns' products and then its odd
+// ones' in one vector, sums the lanes, then adds the tail column by column:
+// the same operations for any tile, batch or thread count.
+template <typename T, size_t kTokens>
+HWY_INLINE void Tile(const T* group, size_t lanes, size_t cols, const float* const* tokens, float* out) {
+  constexpr size_t kRows = kFloatGroupRows;
+  using Chunk = FloatChunk<T>;
+  const DF df;
+  const size_t parts = kFloatChunk / 2 / hn::Lanes(df);
+  const size_t chunks = cols / kFloatChunk, chunk_stride = lanes * kFloatChunk;
+  const T* rows[kRows];
+  for (size_t i = 0; i < kRows; ++i) rows[i] = group + std::min(i, lanes - 1) * kFloatChunk;
+  VF acc[kRows][kTokens];
 #pragma GCC unroll 4
-    for (size_t r = 0; r < kTileRows; ++r) {
-      if constexpr (kPrefetch) __builtin_prefetch(rows[r] + prefetch_ahead + k * sizeof(T));
-      w[r] = Format::Load(df, rows[r], k);
-    }
+  for (size_t i = 0; i < kRows; ++i) {
 #pragma GCC unroll 6
-    for (size_t t = 0; t < kTokens; ++t) {
-      const auto x = hn::LoadU(df, tokens[t] + k);
+    for (size_t t = 0; t < kTokens; ++t) acc[i][t] = hn::Zero(df);
+  }
+  for (size_t c = 0; c < chunks; ++c) {
+    const size_t at = c * chunk_stride;
+    for (size_t v = 0; v < parts; ++v) {
+      const size_t x_at = c * kFloatChunk + v * hn::Lanes(df);
+      if constexpr (kTokens <= 2) {  // the activations stay in registers, a row at a time
+        VF even_x[kTokens], odd_x[kTokens];
+        for (size_t t = 0; t < kTokens; ++t) {
+          even_x[t] = hn::LoadU(df, tokens[t] + x_at);
+          odd_x[t] = hn::LoadU(df, tokens[t] + x_at + kFloatChunk / 2);
+        }
 #pragma GCC unroll 4
-      for (size_t r = 0; r < kTileRows; ++r) acc[r][t] = hn::MulAdd(w[r], x, acc[r][t]);
+        for (size_t i = 0; i < kRows; ++i) {
+          const VF even = Chunk::Even(df, rows[i] + at, v), odd = Chunk::Odd(df, rows[i] + at, v);
+          for (size_t t = 0; t < kTokens; ++t) {
+            acc[i][t] = hn::MulAdd(even, even_x[t], acc[i][t]);
+            acc[i][t] = hn::MulAdd(odd, odd_x[t], acc[i][t]);
+          }
+        }
+      } else {  // the weights stay in registers, the even columns of every token, then the odd ones
+        VF w[kRows];
+#pragma GCC unroll 4
+        for (size_t i = 0; i < kRows; ++i) w[i] = Chunk::Even(df, rows[i] + at, v);
+#pragma GCC unroll 6
+        for (size_t t = 0; t < kTokens; ++t) {
+          const VF x = hn::LoadU(df, tokens[t] + x_at);
+#pragma GCC unroll 4
+          for (size_t i = 0; i < kRows; ++i) acc[i][t] = hn::MulAdd(w[i], x, acc[i][t]);
+        }
+#pragma GCC unroll 4
+        for (size_t i = 0; i < kRows; ++i) w[i] = Chunk::Odd(df, rows[i] + at, v);
+#pragma GCC unroll 6
+        for (size_t t = 0; t < kTokens; ++t) {
+          const VF x = hn::LoadU(df, tokens[t] + x_at + kFloatChunk / 2);
+#pragma GCC unroll 4
+          for (size_t i = 0; i < kRows; ++i) acc[i][t] = hn::MulAdd(w[i], x, acc[i][t]);
+        }
+      }
     }
   }
-  for (size_t r = 0; r < kTileRows; ++r) {
+  const size_t tail = cols - chunks * kFloatChunk;
+  const T* tails = group + chunks * chunk_stride;
+  for (size_t i = 0; i < kRows; ++i) {
+    const T* row_tail = tails + std::min(i, lanes - 1) * tail;
     for (size_t t = 0; t < kTokens; ++t) {
-      float sum = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
-      for (size_t tail = k; tail < cols; ++tail) sum += Format::Scalar(rows[r], tail) * tokens[t][tail];
-      out[r * kTileTokens + t] = sum;
+      float sum = hn::GetLane(hn::SumOfLanes(df, acc[i][t]));
+      for (size_t k = 0; k < tail; ++k) sum += ScalarOf(row_tail + k) * tokens[t][chunks * kFloatChunk + k];
+      out[i * kTokens + t] = sum;
     }
   }
 }
 
-template <typename T, bool kPrefetch>
-void TileOfCount(size_t count, const std::byte* const* rows, const float* const* tokens, size_t cols, float* out) {
-  switch (count) {
-    case 1: return Tile<T, 1, kPrefetch>(rows, tokens, cols, out);
-    case 2: return Tile<T, 2, kPrefetch>(rows, tokens, cols, out);
-    case 3: return Tile<T, 3, kPrefetch>(rows, tokens, cols, out);
-    case 4: return Tile<T, 4, kPrefetch>(rows, tokens, cols, out);
-    case 5: return Tile<T, 5, kPrefetch>(rows, tokens, cols, out);
-    default: return Tile<T, kTileTokens, kPrefetch>(rows, tokens, cols, out);
+// Group g for tokens [t0, t0 + kTokens).
+template <typename T, size_t kTokens>
+void GroupTokens(const MatView& w, size_t g, const float* x, size_t t0, float* y) {
+  const size_t row0 = g * kFloatGroupRows, lanes = std::min(kFloatGroupRows, w.rows - row0);
+  const T* group = reinterpret_cast<const T*>(w.data + row0 * RowBytes(w.type, w.cols));
+  const float* tokens[kTokens];
+  for (size_t t = 0; t < kTokens; ++t) tokens[t] = x + (t0 + t) * w.cols;
+  float out[kFloatGroupRows * kTokens];
+  Tile<T, kTokens>(group, lanes, w.cols, tokens, out);
+  for (size_t i = 0; i < lanes; ++i) {
+    for (size_t t = 0; t < kTokens; ++t) y[(t0 + t) * w.rows + row0 + i] = out[i * kTokens + t];
   }
 }
 
 template <typename T>
-void MatMulRows(const MatView& w, const float* x, size_t n, float* y, size_t row_begin, size_t row_end) {
-  ForEachRowTile(w, x, n, y, w.rows, row_begin, row_end,
-                 [&](const std::byte* const* rows, const float* const* tokens, size_t count, bool first_pass,
-                     float* out) {
-                   if (first_pass) return TileOfCount<T, true>(count, rows, tokens, w.cols, out);
-                   TileOfCount<T, false>(count, rows, tokens, w.cols, out);
-                 });
+void GroupOfTokens(const MatView& w, size_t g, const float* x, size_t t0, size_t tokens, float* y) {
+  switch (tokens) {
+    case 1: return GroupTokens<T, 1>(w, g, x, t0, y);
+    case 2: return GroupTokens<T, 2>(w, g, x, t0, y);
+    case 3: return GroupTokens<T, 3>(w, g, x, t0, y);
+    case 4: return GroupTokens<T, 4>(w, g, x, t0, y);
+    case 5: return GroupTokens<T, 5>(w, g, x, t0, y);
+    default: return GroupTokens<T, kTileTokens>(w, g, x, t0, y);
+  }
 }
 
-void FloatMatMulRows(const MatView& w, const float* x, size_t n, float* y, size_t row_begin, size_t row_end) {
+template <typename T>
+void MatMulGroups(const MatView& w, const float* x, size_t n, float* y, size_t group_begin, size_t group_end) {
+  ForEachGroupTile(w, n, kTileTokens, group_begin, group_end,
+                   [&](size_t g, size_t t0, size_t tokens) { GroupOfTokens<T>(w, g, x, t0, tokens, y); });
+}
+
+void FloatMatMulGroups(const MatView& w, const float* x, size_t n, float* y, size_t group_begin, size_t group_end) {
   switch (w.type) {
-    case DType::kF32: return MatMulRows<float>(w, x, n, y, row_begin, row_end);
-    case DType::kBF16: return MatMulRows<hwy::bfloat16_t>(w, x, n, y, row_begin, row_end);
-    case DType::kF16: return MatMulRows<hwy::float16_t>(w, x, n, y, row_begin, row_end);
+    case DType::kF32: return MatMulGroups<float>(w, x, n, y, group_begin, group_end);
+    case DType::kBF16: return MatMulGroups<hwy::bfloat16_t>(w, x, n, y, group_begin, group_end);
+    case DType::kF16: return MatMulGroups<hwy::float16_t>(w, x, n, y, group_begin, group_end);
     case DType::kQ8_0:
     case DType::kQ4_0: break;  // the int8 kernels
   }
@@ -119,7 +185,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace hymba {
 
-HWY_EXPORT(FloatMatMulRows);
+HWY_EXPORT(FloatMatMulGroups);
 
 namespace {
 
@@ -135,39 +201,53 @@ void SplitOverPool(ThreadPool& pool, size_t items, size_t work, const Run& run) 
   pool.ParallelFor(items, run, (items + units - 1) / units);
 }
 
+// x [n, cols] with each chunk of 32 columns in the order of f32 weights:
+// even columns, then odd ones (core/interleaved.h).
+void SplitActivations(const float* x, size_t n, size_t cols, std::vector<float>& out) {
+  out.resize(n * cols);
+  const size_t chunked = cols / kFloatChunk * kFloatChunk;
+  for (size_t t = 0; t < n; ++t) {
+    const float* from = x + t * cols;
+    float* to = out.data() + t * cols;
+    for (size_t c = 0; c < chunked; ++c) to[c / kFloatChunk * kFloatChunk + FloatChunkSlot(DType::kF32, c % kFloatChunk)] = from[c];
+    std::copy(from + chunked, from + cols, to + chunked);
+  }
+}
+
 }  // namespace
 
 void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
+  if (!w.interleaved) throw Error("MatMul: the matrix must be interleaved (core/interleaved.h) first");
   const size_t work = w.rows * w.cols * n;
+  const size_t groups = (w.rows + GroupRows(w.type) - 1) / GroupRows(w.type);
   if (IsQuantized(w.type)) {
-    if (!w.interleaved) throw Error("MatMul: a q8_0/q4_0 matrix must be interleaved (core/interleaved.h) first");
     // Kept per caller, or its buffers would be reallocated per call; named by
     // reference because a lambda run on a worker would see the worker's own.
     thread_local Int8Activations caller_activations;
     Int8Activations& activations = caller_activations;
     const Int8Kernel kernel = BestInt8Kernel();
     QuantizeActivations(w.type, x, n, w.cols, activations, &pool, kernel);
-    const size_t groups = (w.rows + kInterleaveRows - 1) / kInterleaveRows;
     SplitOverPool(pool, groups, work, [&](size_t begin, size_t end) {
       MatMulInt8(w, activations, y, w.rows, begin, end, kernel);
     });
     return;
   }
-  // Units of whole register tiles.
-  const size_t tiles = (w.rows + kTileRows - 1) / kTileRows;
   if (w.bf16_products) {
     if (w.type != DType::kBF16) throw Error("MatMul: bf16 products need bf16 weights");
     thread_local std::vector<uint16_t> caller_activations;  // see above
     std::vector<uint16_t>& activations = caller_activations;
     RoundActivationsToBf16(x, n, w.cols, activations);
     const Bf16Kernel kernel = BestBf16Kernel();
-    SplitOverPool(pool, tiles, work, [&](size_t begin, size_t end) {
-      MatMulBf16Rows(w, activations.data(), n, y, w.rows, begin * kTileRows, std::min(w.rows, end * kTileRows), kernel);
+    SplitOverPool(pool, groups, work, [&](size_t begin, size_t end) {
+      MatMulBf16Groups(w, activations.data(), n, y, begin, end, kernel);
     });
     return;
   }
-  SplitOverPool(pool, tiles, work, [&](size_t begin, size_t end) {
-    HWY_DYNAMIC_DISPATCH(FloatMatMulRows)(w, x, n, y, begin * kTileRows, std::min(w.rows, end * kTileRows));
+  thread_local std::vector<float> caller_activations;  // see above
+  std::vector<float>& activations = caller_activations;
+  SplitActivations(x, n, w.cols, activations);
+  SplitOverPool(pool, groups, work, [&](size_t begin, size_t end) {
+    HWY_DYNAMIC_DISPATCH(FloatMatMulGroups)(w, activations.data(), n, y, begin, end);
   });
 }
 

@@ -1,6 +1,6 @@
 #include "kernels/matmul_bf16.h"
 
-#include "kernels/row_tiles.h"
+#include "kernels/group_tiles.h"
 
 #include <algorithm>
 
@@ -11,14 +11,26 @@
 namespace hymba {
 namespace {
 
-constexpr size_t kStep = 32;  // bf16 values per 512-bit vector
+// A row of a bf16 group (core/interleaved.h): chunk c of row `lane` starts at
+// row + c * chunk_stride; its last cols % 32 values at tail.
+struct GroupRow {
+  const uint16_t* row;
+  size_t chunk_stride;
+  const uint16_t* tail;
+};
 
-float Bf16At(const std::byte* row, size_t k) { return BF16ToF32(LoadU16(row + 2 * k)); }
+GroupRow RowOfGroup(const uint16_t* group, size_t lanes, size_t lane, size_t cols) {
+  const size_t chunks = cols / kFloatChunk, tail = cols - chunks * kFloatChunk;
+  return {group + lane * kFloatChunk, lanes * kFloatChunk, group + chunks * lanes * kFloatChunk + lane * tail};
+}
 
-// Columns past the last whole step, one product at a time.
-float Tail(const std::byte* row, const uint16_t* x, size_t from, size_t cols) {
+float Bf16(uint16_t bits) { return BF16ToF32(bits); }
+
+// Columns past the last whole chunk, one product at a time.
+float Tail(const GroupRow& w, const uint16_t* x, size_t cols) {
+  const size_t from = cols / kFloatChunk * kFloatChunk;
   float sum = 0.0f;
-  for (size_t k = from; k < cols; ++k) sum += Bf16At(row, k) * BF16ToF32(x[k]);
+  for (size_t k = from; k < cols; ++k) sum += Bf16(w.tail[k - from]) * Bf16(x[k]);
   return sum;
 }
 
@@ -26,18 +38,20 @@ float Tail(const std::byte* row, const uint16_t* x, size_t from, size_t cols) {
 // f32) in the same 16 lanes, but not the same bits: VDPBF16PS adds a pair in
 // its own order and flushes subnormals, and the lanes are summed in another
 // order. Fine for a fallback; the tests compare the two within 1e-4.
-float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
+float DotPortable(const GroupRow& w, const uint16_t* x, size_t cols) {
   float lanes[16] = {};
-  size_t k = 0;
-  for (; k + kStep <= cols; k += kStep) {
+  const size_t chunks = cols / kFloatChunk;
+  for (size_t c = 0; c < chunks; ++c) {
+    const uint16_t* chunk = w.row + c * w.chunk_stride;
+    const uint16_t* xs = x + c * kFloatChunk;
     for (size_t l = 0; l < 16; ++l) {
-      lanes[l] += Bf16At(row, k + 2 * l) * BF16ToF32(x[k + 2 * l]);
-      lanes[l] += Bf16At(row, k + 2 * l + 1) * BF16ToF32(x[k + 2 * l + 1]);
+      lanes[l] += Bf16(chunk[2 * l]) * Bf16(xs[2 * l]);
+      lanes[l] += Bf16(chunk[2 * l + 1]) * Bf16(xs[2 * l + 1]);
     }
   }
   float sum = 0.0f;
   for (float lane : lanes) sum += lane;
-  return sum + Tail(row, x, k, cols);
+  return sum + Tail(w, x, cols);
 }
 
 #if defined(__x86_64__)
@@ -52,49 +66,81 @@ float DotPortable(const std::byte* row, const uint16_t* x, size_t cols) {
 
 HYMBA_BF16_TARGET inline __m512bh LoadBf16(const void* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
-template <size_t kTokens, bool kPrefetch>
-HYMBA_BF16_TARGET void TileAvx512(const std::byte* const* rows, const uint16_t* const* tokens, size_t cols,
+// out[i * kTokens + t] for row i of the group (rows past a short last group
+// repeat its last) and token t: a chunk of 32 weights of a row is one
+// VDPBF16PS operand, in column order as the activations.
+template <size_t kTokens>
+HYMBA_BF16_TARGET void TileAvx512(const uint16_t* group, size_t lanes, size_t cols, const uint16_t* const* tokens,
                                   float* out) {
-  __m512 acc[kTileRows][kTokens];
-  for (size_t r = 0; r < kTileRows; ++r) {
-    for (size_t t = 0; t < kTokens; ++t) acc[r][t] = _mm512_setzero_ps();
+  constexpr size_t kRows = kFloatGroupRows;
+  GroupRow rows[kRows];
+  for (size_t i = 0; i < kRows; ++i) rows[i] = RowOfGroup(group, lanes, std::min(i, lanes - 1), cols);
+  __m512 acc[kRows][kTokens];
+  for (size_t i = 0; i < kRows; ++i) {
+    for (size_t t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
   }
-  const size_t prefetch_ahead = kTileRows * 2 * cols;  // the same place in the next tile's rows (decoding)
-  size_t k = 0;
-  for (; k + kStep <= cols; k += kStep) {
-    __m512bh w[kTileRows];
-    for (size_t r = 0; r < kTileRows; ++r) {
-      if constexpr (kPrefetch) __builtin_prefetch(rows[r] + prefetch_ahead + 2 * k);
-      w[r] = LoadBf16(rows[r] + 2 * k);
-    }
-    for (size_t t = 0; t < kTokens; ++t) {
-      const __m512bh x = LoadBf16(tokens[t] + k);
-      for (size_t r = 0; r < kTileRows; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], w[r], x);
+  const size_t chunks = cols / kFloatChunk, stride = lanes * kFloatChunk;
+  for (size_t c = 0; c < chunks; ++c) {
+    if constexpr (kTokens <= 2) {
+      __m512bh x[kTokens];
+      for (size_t t = 0; t < kTokens; ++t) x[t] = LoadBf16(tokens[t] + c * kFloatChunk);
+      for (size_t i = 0; i < kRows; ++i) {
+        const __m512bh w = LoadBf16(rows[i].row + c * stride);
+        for (size_t t = 0; t < kTokens; ++t) acc[i][t] = _mm512_dpbf16_ps(acc[i][t], w, x[t]);
+      }
+    } else {
+      __m512bh w[kRows];
+      for (size_t i = 0; i < kRows; ++i) w[i] = LoadBf16(rows[i].row + c * stride);
+      for (size_t t = 0; t < kTokens; ++t) {
+        const __m512bh x = LoadBf16(tokens[t] + c * kFloatChunk);
+        for (size_t i = 0; i < kRows; ++i) acc[i][t] = _mm512_dpbf16_ps(acc[i][t], w[i], x);
+      }
     }
   }
-  for (size_t r = 0; r < kTileRows; ++r) {
-    for (size_t t = 0; t < kTokens; ++t) {
-      out[r * kTileTokens + t] = _mm512_reduce_add_ps(acc[r][t]) + Tail(rows[r], tokens[t], k, cols);
-    }
-  }
-}
-
-template <bool kPrefetch>
-void TileAvx512OfCount(size_t count, const std::byte* const* rows, const uint16_t* const* tokens, size_t cols,
-                       float* out) {
-  switch (count) {
-    case 1: return TileAvx512<1, kPrefetch>(rows, tokens, cols, out);
-    case 2: return TileAvx512<2, kPrefetch>(rows, tokens, cols, out);
-    case 3: return TileAvx512<3, kPrefetch>(rows, tokens, cols, out);
-    case 4: return TileAvx512<4, kPrefetch>(rows, tokens, cols, out);
-    case 5: return TileAvx512<5, kPrefetch>(rows, tokens, cols, out);
-    default: return TileAvx512<kTileTokens, kPrefetch>(rows, tokens, cols, out);
+  for (size_t i = 0; i < kRows; ++i) {
+    for (size_t t = 0; t < kTokens; ++t) out[i * kTokens + t] = _mm512_reduce_add_ps(acc[i][t]) + Tail(rows[i], tokens[t], cols);
   }
 }
 
 #undef HYMBA_BF16_TARGET
 #pragma GCC diagnostic pop
 #endif
+
+// Group g for tokens [t0, t0 + kTokens).
+template <size_t kTokens>
+void GroupTokens(const MatView& w, size_t g, const uint16_t* x, size_t t0, float* y, Bf16Kernel kernel) {
+  const size_t row0 = g * kFloatGroupRows, lanes = std::min(kFloatGroupRows, w.rows - row0);
+  const auto* group = reinterpret_cast<const uint16_t*>(w.data + row0 * RowBytes(w.type, w.cols));
+  const uint16_t* tokens[kTokens];
+  for (size_t t = 0; t < kTokens; ++t) tokens[t] = x + (t0 + t) * w.cols;
+  float out[kFloatGroupRows * kTokens];
+#if defined(__x86_64__)
+  if (kernel == Bf16Kernel::kAvx512) {
+    TileAvx512<kTokens>(group, lanes, w.cols, tokens, out);
+  } else
+#endif
+  {
+    for (size_t i = 0; i < lanes; ++i) {
+      const GroupRow row = RowOfGroup(group, lanes, i, w.cols);
+      for (size_t t = 0; t < kTokens; ++t) out[i * kTokens + t] = DotPortable(row, tokens[t], w.cols);
+    }
+  }
+  for (size_t i = 0; i < lanes; ++i) {
+    for (size_t t = 0; t < kTokens; ++t) y[(t0 + t) * w.rows + row0 + i] = out[i * kTokens + t];
+  }
+}
+
+void GroupOfTokens(const MatView& w, size_t g, const uint16_t* x, size_t t0, size_t tokens, float* y,
+                   Bf16Kernel kernel) {
+  switch (tokens) {
+    case 1: return GroupTokens<1>(w, g, x, t0, y, kernel);
+    case 2: return GroupTokens<2>(w, g, x, t0, y, kernel);
+    case 3: return GroupTokens<3>(w, g, x, t0, y, kernel);
+    case 4: return GroupTokens<4>(w, g, x, t0, y, kernel);
+    case 5: return GroupTokens<5>(w, g, x, t0, y, kernel);
+    default: return GroupTokens<kTileTokens>(w, g, x, t0, y, kernel);
+  }
+}
 
 }  // namespace
 
@@ -113,21 +159,10 @@ void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<u
   for (size_t i = 0; i < n * cols; ++i) out[i] = F32ToBF16(x[i]);
 }
 
-void MatMulBf16Rows(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
-                    size_t row_end, Bf16Kernel kernel) {
-  ForEachRowTile(w, x, n, y, y_stride, row_begin, row_end,
-                 [&](const std::byte* const* rows, const uint16_t* const* tokens, size_t count,
-                     [[maybe_unused]] bool first_pass, float* out) {
-#if defined(__x86_64__)
-                   if (kernel == Bf16Kernel::kAvx512) {
-                     if (first_pass) return TileAvx512OfCount<true>(count, rows, tokens, w.cols, out);
-                     return TileAvx512OfCount<false>(count, rows, tokens, w.cols, out);
-                   }
-#endif
-                   for (size_t r = 0; r < kTileRows; ++r) {
-                     for (size_t t = 0; t < count; ++t) out[r * kTileTokens + t] = DotPortable(rows[r], tokens[t], w.cols);
-                   }
-                 });
+void MatMulBf16Groups(const MatView& w, const uint16_t* x, size_t n, float* y, size_t group_begin, size_t group_end,
+                      Bf16Kernel kernel) {
+  ForEachGroupTile(w, n, kTileTokens, group_begin, group_end,
+                   [&](size_t g, size_t t0, size_t tokens) { GroupOfTokens(w, g, x, t0, tokens, y, kernel); });
 }
 
 }  // namespace hymba

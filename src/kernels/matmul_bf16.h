@@ -21,9 +21,10 @@ inline Bf16Kernel BestBf16Kernel() { return CpuHasAvx512Bf16() ? Bf16Kernel::kAv
 // x: [n, cols] -> [n, cols] bf16 bits, rounded to nearest even.
 void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<uint16_t>& out);
 
-// y[t * y_stride + r] = row r of w . token t for rows [row_begin, row_end) and
-// every token of x (n rows of w.cols bf16 values). w must be bf16.
-void MatMulBf16Rows(const MatView& w, const uint16_t* x, size_t n, float* y, size_t y_stride, size_t row_begin,
-                    size_t row_end, Bf16Kernel kernel);
+// y[t * w.rows + r] = row r of w . token t for the rows of groups
+// [group_begin, group_end) of w and every token of x (n rows of w.cols bf16
+// values). w must be bf16, interleaved (core/interleaved.h).
+void MatMulBf16Groups(const MatView& w, const uint16_t* x, size_t n, float* y, size_t group_begin, size_t group_end,
+                      Bf16Kernel kernel);
 
 }  // namespace hymba

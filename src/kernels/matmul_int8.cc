@@ -1,6 +1,6 @@
 #include "kernels/matmul_int8.h"
 
-#include "kernels/row_tiles.h"
+#include "kernels/group_tiles.h"
 
 #include <algorithm>
 #include <cmath>
@@ -311,37 +311,21 @@ void QuantizeActivations(DType weight_type, const float* x, size_t n, size_t col
 
 void MatMulInt8(const MatView& w, const Int8Activations& x, float* y, size_t y_stride, size_t group_begin,
                 size_t group_end, Int8Kernel kernel) {
-  const size_t group_bytes = kInterleaveRows * RowBytes(w.type, w.cols);
-  const size_t block_groups = std::max<size_t>(1, kL2BlockBytes / group_bytes);
-  for (size_t first = group_begin; first < group_end; first += block_groups) {
-    const size_t last = std::min(group_end, first + block_groups);
-    for (size_t t0 = 0; t0 < x.tokens; t0 += kGroupTokens) {
-      const size_t tokens = std::min(kGroupTokens, x.tokens - t0);
-      for (size_t g = first; g < last; ++g) {
-        const GroupView group = Group(w, g);
-        const size_t row0 = g * kInterleaveRows;
+  ForEachGroupTile(w, x.tokens, kGroupTokens, group_begin, group_end, [&](size_t g, size_t t0, size_t tokens) {
+    const GroupView group = Group(w, g);
+    const size_t row0 = g * kInterleaveRows;
 #if defined(__x86_64__)
-        if (kernel == Int8Kernel::kVnni) {
-          if (w.type == DType::kQ8_0) {
-            GroupVnniTokens<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
-          } else {
-            GroupVnniTokens<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
-          }
-          continue;
-        }
-        if (kernel == Int8Kernel::kAvx2 && group.lanes == kInterleaveRows) {
-          if (w.type == DType::kQ8_0) {
-            GroupAvx2<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
-          } else {
-            GroupAvx2<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
-          }
-          continue;
-        }
-#endif
-        GroupPortable(w.type, group, x, t0, tokens, y, y_stride, row0);
-      }
+    if (kernel == Int8Kernel::kVnni) {
+      if (w.type == DType::kQ8_0) return GroupVnniTokens<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
+      return GroupVnniTokens<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
     }
-  }
+    if (kernel == Int8Kernel::kAvx2 && group.lanes == kInterleaveRows) {
+      if (w.type == DType::kQ8_0) return GroupAvx2<DType::kQ8_0>(group, x, t0, tokens, y, y_stride, row0);
+      return GroupAvx2<DType::kQ4_0>(group, x, t0, tokens, y, y_stride, row0);
+    }
+#endif
+    GroupPortable(w.type, group, x, t0, tokens, y, y_stride, row0);
+  });
 }
 
 }  // namespace hymba

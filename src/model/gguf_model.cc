@@ -93,7 +93,6 @@ std::unique_ptr<GgufFile> OpenModelGguf(const std::filesystem::path& path) {
   if (architecture != "hymba") {
     throw Error(path.string() + ": general.architecture is \"" + architecture + "\"; this engine runs \"hymba\" models");
   }
-  file->InterleaveQuantizedMatrices();
   return file;
 }
 

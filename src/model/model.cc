@@ -128,6 +128,7 @@ Model Model::Load(const std::filesystem::path& path, size_t threads, Numerics nu
     impl->config = ConfigFromGguf(*file);
     impl->checkpoint = Checkpoint::FromGguf(std::move(file));
   }
+  impl->checkpoint.InterleaveMatrices();
   impl->weights = BindWeights(impl->config, impl->checkpoint);
   impl->numerics = numerics;
   if (numerics.compute == ComputeType::kBF16) {

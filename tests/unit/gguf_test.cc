@@ -157,24 +157,24 @@ TEST(Gguf, Bf16ComputeStaysCloseToF32) {
   EXPECT_EQ(Model::Load(f32, 1, {.compute = ComputeType::kBF16}).Logits(ids), reference) << "f32 weights must not change";
 }
 
-// A model's q8_0/q4_0 matrices are rewritten in memory for the int8 kernels;
-// every weight must decode as the file stores it, and the file on disk must
-// not change. A lazily mapped file cannot be rewritten.
+// A model's matrices are rewritten in memory for the matrix kernels; every
+// weight must decode as the file stores it, and the file on disk must not
+// change. A lazily mapped file cannot be rewritten.
 TEST(Gguf, InterleavingKeepsEveryWeight) {
   test::TempDir dir;
-  for (const std::string type : {"q8_0", "q4_0"}) {
+  for (const std::string type : {"f32", "f16", "bf16", "q8_0", "q4_0"}) {
     const std::filesystem::path path = Convert(dir, kShipped, type);
     const auto size_before = std::filesystem::file_size(path);
     const GgufFile original(path);
     GgufFile interleaved(path);
-    interleaved.InterleaveQuantizedMatrices();
+    interleaved.InterleaveMatrices();
     size_t matrices = 0;
     for (size_t i = 0; i < original.tensors().size(); ++i) {
       const GgufTensor& before = original.tensors()[i];
       const GgufTensor& after = interleaved.tensors()[i];
       const std::optional<DType> dtype = DTypeFromGgml(before.ggml_type);
       ASSERT_TRUE(dtype.has_value());
-      ASSERT_EQ(after.interleaved, IsQuantized(*dtype) && before.dims.size() == 2) << before.name;
+      ASSERT_EQ(after.interleaved, before.dims.size() == 2) << before.name;
       if (!after.interleaved) continue;
       ++matrices;
       const auto rows = static_cast<size_t>(before.dims[1]), cols = static_cast<size_t>(before.dims[0]);
@@ -195,7 +195,7 @@ TEST(Gguf, InterleavingKeepsEveryWeight) {
       ASSERT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "the file changed: " << original.tensors()[i].name;
     }
     GgufFile mapped(path, FileAccess::kMap);
-    ExpectError([&] { mapped.InterleaveQuantizedMatrices(); }, {path.string(), "mapped"});
+    ExpectError([&] { mapped.InterleaveMatrices(); }, {path.string(), "mapped"});
   }
 }
 

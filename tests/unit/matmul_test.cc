@@ -20,8 +20,8 @@
 namespace hymba {
 namespace {
 
-// Weights stored in `type` (q8_0 and q4_0 interleaved, as a loaded model
-// holds them), plus the exact f32 values they decode to.
+// Weights stored in `type`, interleaved as a loaded model holds them, plus
+// the exact f32 values they decode to.
 struct StoredMatrix {
   std::vector<std::byte> bytes;
   std::vector<double> values;
@@ -39,8 +39,8 @@ StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng)
     QuantizeRow(type, row, data + r * RowBytes(type, cols));
   }
   for (size_t i = 0; i < rows * cols; ++i) m.values.push_back(LoadAsF32(type, data + i / cols * RowBytes(type, cols), i % cols));
-  if (IsQuantized(type)) InterleaveQuantizedRows(type, rows, cols, {data, RowBytes(type, cols) * rows});
-  m.view = MatView{type, data, rows, cols, IsQuantized(type)};
+  InterleaveRows(type, rows, cols, {data, RowBytes(type, cols) * rows});
+  m.view = MatView{type, data, rows, cols, true};
   return m;
 }
 
@@ -143,14 +143,12 @@ TEST(MatMulTargets, DispatchReachesEachTarget) {
   EXPECT_GE(distinct.size(), 2u);
 }
 
-class Int8MatMulTest : public ::testing::TestWithParam<DType> {};
-
 // The interleaved layout holds the same weights: every element decodes to
-// what the GGUF row held, for short last groups too.
-TEST_P(Int8MatMulTest, InterleavedRowsDecodeToTheOriginalWeights) {
+// what the row held, for short last groups and short last chunks too.
+TEST_P(MatMulTest, InterleavedRowsDecodeToTheOriginalWeights) {
   std::mt19937 rng(5);
   for (size_t rows : {1, 15, 16, 17, 33, 50}) {
-    for (size_t cols : {32, 64, 1600}) {
+    for (size_t cols : IsQuantized(GetParam()) ? std::vector<size_t>{32, 64, 1600} : std::vector<size_t>{1, 31, 32, 33, 100, 1600}) {
       const StoredMatrix w = MakeMatrix(GetParam(), rows, cols, rng);
       std::vector<float> row(cols);
       for (size_t r = 0; r < rows; ++r) {
@@ -160,6 +158,16 @@ TEST_P(Int8MatMulTest, InterleavedRowsDecodeToTheOriginalWeights) {
     }
   }
 }
+
+TEST_P(MatMulTest, RefusesRowsThatWereNotInterleaved) {
+  std::vector<std::byte> bytes(RowBytes(GetParam(), 32) * 4);
+  const MatView view{GetParam(), bytes.data(), 4, 32};
+  std::vector<float> x(32), y(4);
+  ThreadPool pool(1);
+  EXPECT_THROW(MatMul(view, x.data(), 1, y.data(), pool), Error);
+}
+
+class Int8MatMulTest : public ::testing::TestWithParam<DType> {};
 
 // Enough tokens that the blocks are split over the pool.
 TEST_P(Int8MatMulTest, QuantizedActivationsRoundToTheBlockScale) {
@@ -244,14 +252,6 @@ TEST_P(Int8MatMulTest, SimdKernelsEqualPortableKernelBitForBit) {
   if (compared == 0) GTEST_SKIP() << "neither AVX2 nor AVX-512 VNNI on this machine";
 }
 
-TEST_P(Int8MatMulTest, RefusesRowsThatWereNotInterleaved) {
-  std::vector<std::byte> bytes(RowBytes(GetParam(), 32) * 4);
-  const MatView view{GetParam(), bytes.data(), 4, 32};
-  std::vector<float> x(32), y(4);
-  ThreadPool pool(1);
-  EXPECT_THROW(MatMul(view, x.data(), 1, y.data(), pool), Error);
-}
-
 // Compute type bf16: products of bf16 weights with activations rounded to
 // bf16, exact in f32, so the only error besides the f32 sums is the rounding.
 TEST(Bf16Products, RoundingIsToNearestEvenAndKeepsNaN) {
@@ -308,8 +308,9 @@ TEST(Bf16Products, Avx512KernelAgreesWithPortableKernel) {
   std::vector<uint16_t> rounded;
   RoundActivationsToBf16(x.data(), n, cols, rounded);
   std::vector<float> portable(n * rows), avx512(n * rows);
-  MatMulBf16Rows(w.view, rounded.data(), n, portable.data(), rows, 0, rows, Bf16Kernel::kPortable);
-  MatMulBf16Rows(w.view, rounded.data(), n, avx512.data(), rows, 0, rows, Bf16Kernel::kAvx512);
+  const size_t groups = (rows + kFloatGroupRows - 1) / kFloatGroupRows;
+  MatMulBf16Groups(w.view, rounded.data(), n, portable.data(), 0, groups, Bf16Kernel::kPortable);
+  MatMulBf16Groups(w.view, rounded.data(), n, avx512.data(), 0, groups, Bf16Kernel::kAvx512);
   for (size_t i = 0; i < portable.size(); ++i) ASSERT_NEAR(avx512[i], portable[i], 1e-4f * (1 + std::fabs(portable[i]))) << i;
 }
 
