@@ -61,13 +61,15 @@ struct BenchReport {
 
 BenchReport RunBench(const BenchOptions& options);
 
-// Yardsticks, exposed for their tests. Best of `repetitions` runs.
+// Yardsticks, exposed for their tests.
 // A STREAM-like read: each thread sums its slice of a buffer far larger than
-// the caches with the widest vectors the CPU has. Best of the repetitions.
+// the caches, in huge-page memory like the weights, with the widest vectors
+// the CPU has. The median of the repetitions.
 double MeasureReadBandwidth(size_t threads, size_t bytes, int repetitions);  // GB/s
 struct MatrixShape {
   int64_t rows = 0, cols = 0, count = 0;  // count: how many matrices of the model have this shape
 };
+// OpenBLAS sgemm over the shapes at M = tokens. The best of the repetitions.
 double MeasureSgemm(std::span<const MatrixShape> shapes, int64_t tokens, size_t threads, int repetitions);  // GFLOP/s
 
 }  // namespace hymba

@@ -56,6 +56,16 @@ struct FloatChunk<hwy::bfloat16_t> {
   }
 };
 
+// p, hidden from the optimiser: a bf16 row's odd columns come from the same
+// load as its even ones, and GCC kept all four rows' loads alive across the
+// even pass instead of loading again from L1, which spilled accumulators of
+// the 4 x 6 tile to the stack.
+template <typename T>
+HWY_INLINE const T* Reloaded(const T* p) {
+  asm("" : "+r"(p));
+  return p;
+}
+
 template <typename T>
 float ScalarOf(const T* p) {
   if constexpr (std::is_same_v<T, float>) return *p;
@@ -114,7 +124,7 @@ HWY_INLINE void Tile(const T* group, size_t lanes, size_t cols, const float* con
           for (size_t i = 0; i < kRows; ++i) acc[i][t] = hn::MulAdd(w[i], x, acc[i][t]);
         }
 #pragma GCC unroll 4
-        for (size_t i = 0; i < kRows; ++i) w[i] = Chunk::Odd(df, rows[i] + at, v);
+        for (size_t i = 0; i < kRows; ++i) w[i] = Chunk::Odd(df, Reloaded(rows[i] + at), v);
 #pragma GCC unroll 6
         for (size_t t = 0; t < kTokens; ++t) {
           const VF x = hn::LoadU(df, tokens[t] + x_at + kFloatChunk / 2);
@@ -202,16 +212,24 @@ void SplitOverPool(ThreadPool& pool, size_t items, size_t work, const Run& run) 
 }
 
 // x [n, cols] with each chunk of 32 columns in the order of f32 weights:
-// even columns, then odd ones (core/interleaved.h).
-void SplitActivations(const float* x, size_t n, size_t cols, std::vector<float>& out) {
+// even columns, then odd ones (core/interleaved.h). A long prompt's rows are
+// split over the pool.
+void SplitActivations(const float* x, size_t n, size_t cols, std::vector<float>& out, ThreadPool& pool) {
   out.resize(n * cols);
   const size_t chunked = cols / kFloatChunk * kFloatChunk;
-  for (size_t t = 0; t < n; ++t) {
-    const float* from = x + t * cols;
-    float* to = out.data() + t * cols;
-    for (size_t c = 0; c < chunked; ++c) to[c / kFloatChunk * kFloatChunk + FloatChunkSlot(DType::kF32, c % kFloatChunk)] = from[c];
-    std::copy(from + chunked, from + cols, to + chunked);
-  }
+  const auto split = [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      const float* from = x + t * cols;
+      float* to = out.data() + t * cols;
+      for (size_t c = 0; c < chunked; ++c) {
+        to[c / kFloatChunk * kFloatChunk + FloatChunkSlot(DType::kF32, c % kFloatChunk)] = from[c];
+      }
+      std::copy(from + chunked, from + cols, to + chunked);
+    }
+  };
+  constexpr size_t kMinParallelValues = size_t{1} << 16;
+  if (n * cols < kMinParallelValues) return split(0, n);
+  pool.ParallelFor(n, split);
 }
 
 }  // namespace
@@ -245,7 +263,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
   }
   thread_local std::vector<float> caller_activations;  // see above
   std::vector<float>& activations = caller_activations;
-  SplitActivations(x, n, w.cols, activations);
+  SplitActivations(x, n, w.cols, activations, pool);
   SplitOverPool(pool, groups, work, [&](size_t begin, size_t end) {
     HWY_DYNAMIC_DISPATCH(FloatMatMulGroups)(w, activations.data(), n, y, begin, end);
   });
