@@ -14,13 +14,16 @@
 // q8_0 and q4_0 (nb = cols / 32 blocks per row), one row per 32-bit lane of
 // an AVX-512 vector, so a single VNNI instruction advances 16 rows by 4
 // weights each against the same 4 activations and a row's sum over a block
-// ends in its own lane with no horizontal reduction:
-//   scales: [nb][m] f16, the block scales of GGUF;
-//   quants: [nb][chunks][m][4] bytes. q8_0: 8 chunks, chunk t holds weights
+// ends in its own lane with no horizontal reduction. nb blocks, each
+//   scales: [m] f16, the block's scales in GGUF;
+//   quants: [chunks][m][4] bytes. q8_0: 8 chunks, chunk t holds weights
 //           4t..4t+3 of the block, each biased by +128 to be unsigned;
 //           q4_0: 4 chunks, chunk v holds GGUF's bytes 4v..4v+3, i.e.
 //           weights 4v+i in the low and 16+4v+i in the high nibbles.
-// Weights are d * (u - 128) for q8_0 and d * (nibble - 8) for q4_0.
+// Weights are d * (u - 128) for q8_0 and d * (nibble - 8) for q4_0. A block's
+// scales sit before its quants, so a group is one run read in order (apart,
+// scales and quants were two streams, and decoding read 26 GB/s where the
+// float kernels' single streams read 36-38).
 //
 // f32, f16 and bf16 (nc = cols / 32 chunks per row, tail = cols % 32):
 //   chunks: [nc][m][32] values, a row's 32 columns 32c..32c+31 together:
@@ -50,11 +53,12 @@ inline size_t GroupRows(DType type) { return IsQuantized(type) ? kInterleaveRows
 // Quant bytes of one row's block: 32 for q8_0, 16 for q4_0.
 constexpr size_t InterleavedQuantBytes(DType type) { return type == DType::kQ8_0 ? kQuantBlock : kQuantBlock / 2; }
 
-// Where row r lives: its group's scales and quants, the group's row count
-// and the row's lane.
+// Where row r lives: its group's first block's scales and quants (block b's
+// are block_bytes further on), the group's row count and the row's lane.
 struct InterleavedGroup {
-  const std::byte* scales;  // [nb][lanes] f16
-  const std::byte* quants;  // [nb][chunks][lanes][4]
+  const std::byte* scales;  // [lanes] f16
+  const std::byte* quants;  // [chunks][lanes][4]
+  size_t block_bytes;
   size_t lanes;
   size_t lane;
 };
@@ -63,7 +67,7 @@ inline InterleavedGroup FindGroup(DType type, const std::byte* matrix, size_t ro
   const size_t first = r / kInterleaveRows * kInterleaveRows;
   const size_t lanes = std::min(kInterleaveRows, rows - first);
   const std::byte* scales = matrix + first * RowBytes(type, cols);
-  return {scales, scales + 2 * (cols / kQuantBlock) * lanes, lanes, r - first};
+  return {scales, scales + 2 * lanes, lanes * (2 + InterleavedQuantBytes(type)), lanes, r - first};
 }
 
 // The stored (unsigned) value of weight 0 and of weight e (0..31) of `lane`
@@ -107,8 +111,8 @@ inline void DecodeInterleavedRow(DType type, const std::byte* matrix, size_t row
   const InterleavedGroup group = FindGroup(type, matrix, rows, cols, r);
   const size_t m = group.lanes, blocks = cols / kQuantBlock;
   for (size_t b = 0; b < blocks; ++b) {
-    const float scale = F16ToF32(LoadU16(group.scales + 2 * (b * m + group.lane)));
-    const std::byte* quants = group.quants + b * m * InterleavedQuantBytes(type);
+    const float scale = F16ToF32(LoadU16(group.scales + b * group.block_bytes + 2 * group.lane));
+    const std::byte* quants = group.quants + b * group.block_bytes;
     for (size_t e = 0; e < kQuantBlock; ++e) {
       out[b * kQuantBlock + e] =
           scale * static_cast<float>(StoredQuant(type, quants, m, group.lane, e) - InterleavedZeroPoint(type));
@@ -153,13 +157,13 @@ inline void InterleaveRows(DType type, size_t rows, size_t cols, std::span<std::
     }
     const size_t blocks = cols / kQuantBlock, block_bytes = row_bytes / blocks;
     const size_t quant_bytes = InterleavedQuantBytes(type);
-    std::byte* quants = base + 2 * blocks * m;
     for (size_t j = 0; j < m; ++j) {
       for (size_t b = 0; b < blocks; ++b) {
         const std::byte* block = original.data() + j * row_bytes + b * block_bytes;
-        std::memcpy(base + 2 * (b * m + j), block, 2);
+        std::byte* group_block = base + b * m * block_bytes;  // m scales, then the quants
+        std::memcpy(group_block + 2 * j, block, 2);
         for (size_t chunk = 0; chunk < quant_bytes / 4; ++chunk) {
-          std::byte* out = quants + b * m * quant_bytes + (chunk * m + j) * 4;
+          std::byte* out = group_block + 2 * m + (chunk * m + j) * 4;
           std::memcpy(out, block + 2 + 4 * chunk, 4);
           if (type == DType::kQ8_0) {
             for (size_t i = 0; i < 4; ++i) out[i] ^= std::byte{0x80};  // int8 q -> uint8 q + 128

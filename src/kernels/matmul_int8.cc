@@ -27,15 +27,16 @@ int32_t LoadI32(const int8_t* p) {
 constexpr size_t kGroupTokens = 8;
 
 struct GroupView {
-  const std::byte* scales;  // [blocks][lanes] f16
-  const std::byte* quants;  // [blocks][chunks][lanes][4]
+  const std::byte* scales;  // the first block's [lanes] f16
+  const std::byte* quants;  // the first block's [chunks][lanes][4]
+  size_t block_bytes;       // from a block's scales (quants) to the next's
   size_t lanes;
   size_t blocks;
 };
 
 GroupView Group(const MatView& w, size_t g) {
   const InterleavedGroup group = FindGroup(w.type, w.data, w.rows, w.cols, g * kInterleaveRows);
-  return {group.scales, group.quants, group.lanes, w.cols / kQuantBlock};
+  return {group.scales, group.quants, group.block_bytes, group.lanes, w.cols / kQuantBlock};
 }
 
 void GroupPortable(DType type, const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,
@@ -47,9 +48,9 @@ void GroupPortable(DType type, const GroupView& g, const Int8Activations& x, siz
         const size_t block = b * x.tokens + t;
         const int8_t* a = &x.quants[block * kQuantBlock];
         int32_t dot = x.offsets[block];
-        const std::byte* quants = g.quants + b * g.lanes * InterleavedQuantBytes(type);
+        const std::byte* quants = g.quants + b * g.block_bytes;
         for (size_t e = 0; e < kQuantBlock; ++e) dot += StoredQuant(type, quants, g.lanes, j, e) * a[e];
-        const float scale = F16ToF32(LoadU16(g.scales + 2 * (b * g.lanes + j))) * x.scales[block];
+        const float scale = F16ToF32(LoadU16(g.scales + b * g.block_bytes + 2 * j)) * x.scales[block];
         acc = std::fma(static_cast<float>(dot), scale, acc);
       }
       y[t * y_stride + row0 + j] = acc;
@@ -132,16 +133,12 @@ HYMBA_VNNI_TARGET inline __m512i LoadLanes(const std::byte* p, __mmask16 mask) {
   return _mm512_maskz_loadu_epi32(mask, p);
 }
 
-// Decoding streams the weights from DRAM; the prefetcher alone left it at
-// 60 % of the read bandwidth.
-constexpr size_t kPrefetchAhead = 4096;
 
 template <DType kType, size_t kTokens, bool kFull>
 HYMBA_VNNI_TARGET void GroupVnni(
     const GroupView& g, const Int8Activations& x, size_t t0, float* y, size_t y_stride, size_t row0) {
   const size_t lanes = kFull ? kInterleaveRows : g.lanes;  // a constant for full groups: simpler addressing
   const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1);
-  constexpr size_t kQuantBytes = InterleavedQuantBytes(kType);
   __m512 acc[kTokens];
   for (size_t t = 0; t < kTokens; ++t) acc[t] = _mm512_setzero_ps();
   const std::byte* scales = g.scales;
@@ -155,13 +152,11 @@ HYMBA_VNNI_TARGET void GroupVnni(
     __m512i w[8];
     if constexpr (kType == DType::kQ8_0) {
       for (size_t k = 0; k < 8; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(quants + 4 * k * lanes + kPrefetchAhead), _MM_HINT_T0);
         w[k] = LoadLanes<kFull>(quants + 4 * k * lanes, mask);
       }
     } else {
       const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
       for (size_t k = 0; k < 4; ++k) {
-        _mm_prefetch(reinterpret_cast<const char*>(quants + 4 * k * lanes + kPrefetchAhead), _MM_HINT_T0);
         const __m512i packed = LoadLanes<kFull>(quants + 4 * k * lanes, mask);
         w[k] = _mm512_and_si512(packed, low_nibbles);
         w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
@@ -178,8 +173,8 @@ HYMBA_VNNI_TARGET void GroupVnni(
       const __m512 scale = _mm512_mul_ps(weight_scales, _mm512_set1_ps(activation_scales[t]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(dot0, dot1)), scale, acc[t]);
     }
-    scales += 2 * lanes;
-    quants += kQuantBytes * lanes;
+    scales += g.block_bytes;
+    quants += g.block_bytes;
     activations += x.tokens * kQuantBlock;
     activation_scales += x.tokens;
     activation_offsets += x.tokens;
@@ -219,7 +214,6 @@ void GroupVnniTokens(const GroupView& g, const Int8Activations& x, size_t t0, si
 template <DType kType>
 HYMBA_AVX2_TARGET void GroupAvx2(const GroupView& g, const Int8Activations& x, size_t t0, size_t tokens, float* y,
                                  size_t y_stride, size_t row0) {
-  constexpr size_t kQuantBytes = InterleavedQuantBytes(kType);
   constexpr size_t kLanes = kInterleaveRows;
   const __m256i ones = _mm256_set1_epi16(1), low_nibbles = _mm256_set1_epi8(0x0f), bias = _mm256_set1_epi8(-128);
   for (size_t t = t0; t < t0 + tokens; ++t) {
@@ -228,9 +222,9 @@ HYMBA_AVX2_TARGET void GroupAvx2(const GroupView& g, const Int8Activations& x, s
       for (size_t b = 0; b < g.blocks; ++b) {
         const size_t block = b * x.tokens + t;
         const int8_t* a = &x.quants[block * kQuantBlock];
-        const std::byte* quants = g.quants + b * kLanes * kQuantBytes + 32 * half;
+        const std::byte* quants = g.quants + b * g.block_bytes + 32 * half;
         const __m256 weight_scales =
-            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.scales + 2 * (b * kLanes + 8 * half))));
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.scales + b * g.block_bytes + 16 * half)));
         __m256i dot = _mm256_setzero_si256();
         for (size_t k = 0; k < 8; ++k) {
           const __m256i activations = _mm256_set1_epi32(LoadI32(a + 4 * k));
