@@ -66,11 +66,13 @@ HWY_INLINE const T* Reloaded(const T* p) {
   return p;
 }
 
+// A weight as f32; weights in memory need not be aligned to their type.
 template <typename T>
 float ScalarOf(const T* p) {
-  if constexpr (std::is_same_v<T, float>) return *p;
-  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) return BF16ToF32(std::bit_cast<uint16_t>(*p));
-  if constexpr (std::is_same_v<T, hwy::float16_t>) return F16ToF32(std::bit_cast<uint16_t>(*p));
+  const auto* bytes = reinterpret_cast<const std::byte*>(p);
+  if constexpr (std::is_same_v<T, float>) return LoadAsF32(DType::kF32, bytes, 0);
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) return LoadAsF32(DType::kBF16, bytes, 0);
+  if constexpr (std::is_same_v<T, hwy::float16_t>) return LoadAsF32(DType::kF16, bytes, 0);
 }
 
 // out[i * kTokens + t] = row i of a group of `lanes` rows . token t, for

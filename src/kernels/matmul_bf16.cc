@@ -26,11 +26,14 @@ GroupRow RowOfGroup(const uint16_t* group, size_t lanes, size_t lane, size_t col
 
 float Bf16(uint16_t bits) { return BF16ToF32(bits); }
 
+// Weight i from p; weights in memory need not be aligned.
+float WeightAt(const uint16_t* p, size_t i) { return LoadAsF32(DType::kBF16, reinterpret_cast<const std::byte*>(p), i); }
+
 // Columns past the last whole chunk, one product at a time.
 float Tail(const GroupRow& w, const uint16_t* x, size_t cols) {
   const size_t from = cols / kFloatChunk * kFloatChunk;
   float sum = 0.0f;
-  for (size_t k = from; k < cols; ++k) sum += Bf16(w.tail[k - from]) * Bf16(x[k]);
+  for (size_t k = from; k < cols; ++k) sum += WeightAt(w.tail, k - from) * Bf16(x[k]);
   return sum;
 }
 
@@ -45,8 +48,8 @@ float DotPortable(const GroupRow& w, const uint16_t* x, size_t cols) {
     const uint16_t* chunk = w.row + c * w.chunk_stride;
     const uint16_t* xs = x + c * kFloatChunk;
     for (size_t l = 0; l < 16; ++l) {
-      lanes[l] += Bf16(chunk[2 * l]) * Bf16(xs[2 * l]);
-      lanes[l] += Bf16(chunk[2 * l + 1]) * Bf16(xs[2 * l + 1]);
+      lanes[l] += WeightAt(chunk, 2 * l) * Bf16(xs[2 * l]);
+      lanes[l] += WeightAt(chunk, 2 * l + 1) * Bf16(xs[2 * l + 1]);
     }
   }
   float sum = 0.0f;
