@@ -130,14 +130,7 @@ void InterleaveFloatGroup(DType type, size_t cols, size_t m, const std::byte* fr
       std::byte* chunk = to + (c * m + j) * kFloatChunk * sizeof(E);
       E values[kFloatChunk], stored[kFloatChunk];
       std::memcpy(values, row + c * kFloatChunk * sizeof(E), sizeof(values));
-      if (type == DType::kBF16) {
-        std::memcpy(chunk, values, sizeof(values));
-        continue;
-      }
-      for (size_t e = 0; e < kFloatChunk / 2; ++e) {
-        stored[e] = values[2 * e];
-        stored[kFloatChunk / 2 + e] = values[2 * e + 1];
-      }
+      for (size_t e = 0; e < kFloatChunk; ++e) stored[FloatChunkSlot(type, e)] = values[e];
       std::memcpy(chunk, stored, sizeof(stored));
     }
     std::memcpy(to + (chunks * m * kFloatChunk + j * tail) * sizeof(E), row + chunks * kFloatChunk * sizeof(E),

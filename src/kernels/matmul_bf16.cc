@@ -24,8 +24,6 @@ GroupRow RowOfGroup(const uint16_t* group, size_t lanes, size_t lane, size_t col
   return {group + lane * kFloatChunk, lanes * kFloatChunk, group + chunks * lanes * kFloatChunk + lane * tail};
 }
 
-float Bf16(uint16_t bits) { return BF16ToF32(bits); }
-
 // Weight i from p; weights in memory need not be aligned.
 float WeightAt(const uint16_t* p, size_t i) { return LoadAsF32(DType::kBF16, reinterpret_cast<const std::byte*>(p), i); }
 
@@ -33,7 +31,7 @@ float WeightAt(const uint16_t* p, size_t i) { return LoadAsF32(DType::kBF16, rei
 float Tail(const GroupRow& w, const uint16_t* x, size_t cols) {
   const size_t from = cols / kFloatChunk * kFloatChunk;
   float sum = 0.0f;
-  for (size_t k = from; k < cols; ++k) sum += WeightAt(w.tail, k - from) * Bf16(x[k]);
+  for (size_t k = from; k < cols; ++k) sum += WeightAt(w.tail, k - from) * BF16ToF32(x[k]);
   return sum;
 }
 
@@ -48,8 +46,8 @@ float DotPortable(const GroupRow& w, const uint16_t* x, size_t cols) {
     const uint16_t* chunk = w.row + c * w.chunk_stride;
     const uint16_t* xs = x + c * kFloatChunk;
     for (size_t l = 0; l < 16; ++l) {
-      lanes[l] += WeightAt(chunk, 2 * l) * Bf16(xs[2 * l]);
-      lanes[l] += WeightAt(chunk, 2 * l + 1) * Bf16(xs[2 * l + 1]);
+      lanes[l] += WeightAt(chunk, 2 * l) * BF16ToF32(xs[2 * l]);
+      lanes[l] += WeightAt(chunk, 2 * l + 1) * BF16ToF32(xs[2 * l + 1]);
     }
   }
   float sum = 0.0f;
