@@ -256,7 +256,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
     if (w.type != DType::kBF16) throw Error("MatMul: bf16 products need bf16 weights");
     thread_local std::vector<uint16_t> caller_activations;  // see above
     std::vector<uint16_t>& activations = caller_activations;
-    RoundActivationsToBf16(x, n, w.cols, activations);
+    RoundActivationsToBf16(x, n, w.cols, activations, pool);
     const Bf16Kernel kernel = BestBf16Kernel();
     SplitOverPool(pool, groups, work, [&](size_t begin, size_t end) {
       MatMulBf16Groups(w, activations.data(), n, y, begin, end, kernel);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/mat_view.h"
+#include "core/thread_pool.h"
 
 namespace hymba {
 
@@ -18,8 +19,9 @@ enum class Bf16Kernel { kPortable, kAvx512 };
 bool CpuHasAvx512Bf16();
 inline Bf16Kernel BestBf16Kernel() { return CpuHasAvx512Bf16() ? Bf16Kernel::kAvx512 : Bf16Kernel::kPortable; }
 
-// x: [n, cols] -> [n, cols] bf16 bits, rounded to nearest even.
-void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<uint16_t>& out);
+// x: [n, cols] -> [n, cols] bf16 bits, rounded to nearest even; a prompt's
+// rows are split over the pool.
+void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<uint16_t>& out, ThreadPool& pool);
 
 // y[t * w.rows + r] = row r of w . token t for the rows of groups
 // [group_begin, group_end) of w and every token of x (n rows of w.cols bf16

@@ -22,9 +22,4 @@ void ApplyRope(float* head, std::span<const float> inv_freq, int64_t position);
 void RotaryAngles(std::span<const float> inv_freq, int64_t position, float* cos, float* sin);
 void ApplyRope(float* head, const float* cos, const float* sin, size_t half);
 
-inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
-
-// softplus with the threshold of torch and mamba_ssm: linear above 20.
-inline float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
-
 }  // namespace hymba

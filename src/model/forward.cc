@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/activations.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -181,7 +182,7 @@ namespace {
 // fifth of prefill time at 4k tokens). They grow, never shrink, and nothing
 // reads an element before writing it.
 struct Scratch {
-  std::vector<float> u, proj, xc, params, dt, delta_pre, ssm_out, attn_out, queries, attention_parts, fused, normed, mixed,
+  std::vector<float> u, proj, xc, params, dt, delta_pre, ssm_out, attn_out, queries, attention_parts, fused, mixed,
       up, gate;
   std::vector<SoftmaxStats> attention_stats;
 };
@@ -193,32 +194,59 @@ T* Take(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
+// fn(r) for every row r < rows; a prompt's rows are split over the pool (row
+// by row on one thread, the norms and residuals between the products left
+// the second core idle).
+template <typename Fn>
+void ForEachRow(ThreadPool& pool, size_t rows, size_t row_values, const Fn& fn) {
+  constexpr size_t kMinParallelValues = size_t{1} << 15;
+  const auto run = [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) fn(r);
+  };
+  if (rows * row_values < kMinParallelValues) return run(0, rows);
+  pool.ParallelFor(rows, run);
+}
+
 // Causal depthwise conv (kernel d_conv, zero history before position 0) and
 // SiLU over one segment. xs rows have stride `stride`; the conv state carries
 // the newest d_conv-1 inputs into the next chunk. Output xc: [n, d_inner].
-void CausalConv(const Config& c, const LayerWeights& w, std::vector<float>& conv_state, const float* xs, size_t stride,
-                size_t n, float* xc) {
+void CausalConv(const Config& c, const LayerWeights& w, ThreadPool& pool, std::vector<float>& conv_state,
+                const float* xs, size_t stride, size_t n, float* xc) {
   const auto d_inner = static_cast<size_t>(c.d_inner);
   const auto taps = static_cast<size_t>(c.mamba_d_conv);
   const size_t history = taps - 1;
-  // input(s) for s in [-history, n): the state for s < 0, the chunk after.
-  auto input = [&](ptrdiff_t s, size_t ch) {
-    return s < 0 ? conv_state[static_cast<size_t>(static_cast<ptrdiff_t>(history) + s) * d_inner + ch]
-                 : xs[static_cast<size_t>(s) * stride + ch];
+  // The inputs of position s in [-history, n): the state for s < 0, the chunk after.
+  auto input = [&](ptrdiff_t s) {
+    return s < 0 ? &conv_state[static_cast<size_t>(static_cast<ptrdiff_t>(history) + s) * d_inner]
+                 : xs + static_cast<size_t>(s) * stride;
   };
-  for (size_t t = 0; t < n; ++t) {
-    for (size_t ch = 0; ch < d_inner; ++ch) {
-      float sum = w.conv_bias.empty() ? 0.0f : w.conv_bias[ch];
+  // Tap after tap over a row of channels, each channel summing in the order
+  // bias, tap 0, tap 1, ...: vectorised by the compiler.
+  const auto convolve = [&](size_t first_channel, size_t end_channel) {
+    for (size_t t = 0; t < n; ++t) {
+      float* out = xc + t * d_inner;
+      for (size_t ch = first_channel; ch < end_channel; ++ch) out[ch] = w.conv_bias.empty() ? 0.0f : w.conv_bias[ch];
       for (size_t k = 0; k < taps; ++k) {
-        sum += w.conv_weight[ch * taps + k] * input(static_cast<ptrdiff_t>(t + k) - static_cast<ptrdiff_t>(history), ch);
+        const float* in = input(static_cast<ptrdiff_t>(t + k) - static_cast<ptrdiff_t>(history));
+        const float* tap = &w.conv_weight[k * d_inner];
+        for (size_t ch = first_channel; ch < end_channel; ++ch) out[ch] += tap[ch] * in[ch];
       }
-      xc[t * d_inner + ch] = Silu(sum);
     }
+  };
+  // Whole cache lines of xc per thread; a decode step stays on the caller.
+  constexpr size_t kChannelBlock = 64, kMinParallelValues = size_t{1} << 15;
+  if (n * d_inner < kMinParallelValues) {
+    convolve(0, d_inner);
+  } else {
+    pool.ParallelFor((d_inner + kChannelBlock - 1) / kChannelBlock, [&](size_t begin, size_t end) {
+      convolve(begin * kChannelBlock, std::min(d_inner, end * kChannelBlock));
+    });
   }
+  SiluInPlace(xc, n * d_inner, pool);
   std::vector<float> newest(history * d_inner);
   for (size_t h = 0; h < history; ++h) {
     const ptrdiff_t s = static_cast<ptrdiff_t>(n) - static_cast<ptrdiff_t>(history) + static_cast<ptrdiff_t>(h);
-    for (size_t ch = 0; ch < d_inner; ++ch) newest[h * d_inner + ch] = input(s, ch);
+    std::copy_n(input(s), d_inner, &newest[h * d_inner]);
   }
   conv_state = std::move(newest);
 }
@@ -413,7 +441,7 @@ void Mlp(const Config& c, const LayerWeights& w, ThreadPool& pool, const float* 
   if (c.mlp_activation == MlpActivation::kSilu) {
     float* gate = Take(scratch.gate, size);
     MatMul(w.gate_proj, u, rows, gate, pool);
-    for (size_t i = 0; i < size; ++i) up[i] *= Silu(gate[i]);
+    MultiplyBySilu(gate, up, size, pool);
   } else {
     for (size_t i = 0; i < size; ++i) up[i] = up[i] > 0.0f ? up[i] * up[i] : 0.0f;
   }
@@ -431,7 +459,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   const size_t rows = x.size() / hidden;
 
   float* u = Take(scratch.u, rows * hidden);  // [rows, hidden]
-  for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.input_norm, hidden, eps, &u[r * hidden]);
+  ForEachRow(context.pool, rows, hidden, [&](size_t r) { RmsNorm(&x[r * hidden], w.input_norm, hidden, eps, &u[r * hidden]); });
 
   // in_proj rows: q | k | v | x | z for owners, q | x | z for consumers (spec 3.4.1).
   const auto width = static_cast<size_t>(c.InProjRows(layer));
@@ -450,7 +478,7 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
   // SSM branch: conv per sequence, parameters for all rows, scan per sequence.
   float* xc = Take(scratch.xc, rows * d_inner);  // [rows, d_inner] after conv and SiLU
   for (const Segment& s : segments) {
-    CausalConv(c, w, s.state->layers[layer].conv, &proj[s.first_row * width + x_offset], width, s.rows,
+    CausalConv(c, w, context.pool, s.state->layers[layer].conv, &proj[s.first_row * width + x_offset], width, s.rows,
                &xc[s.first_row * d_inner]);
   }
   SsmParameters(c, w, context.pool, xc, rows, scratch);
@@ -475,24 +503,27 @@ void Layer(const ForwardContext& context, int layer, std::span<const Segment> se
 
   // Fusion: both branches normalised over all d_inner features, then averaged.
   float* fused = Take(scratch.fused, rows * d_inner);  // [rows, d_inner]
-  float* normed = Take(scratch.normed, d_inner);
-  for (size_t r = 0; r < rows; ++r) {
-    RmsNorm(&attn_out[r * d_inner], w.attn_out_norm, d_inner, eps, &fused[r * d_inner]);
-    RmsNorm(&ssm_out[r * d_inner], w.ssm_out_norm, d_inner, eps, normed);
-    for (size_t i = 0; i < d_inner; ++i) fused[r * d_inner + i] = (fused[r * d_inner + i] + normed[i]) / 2.0f;
-  }
+  ForEachRow(context.pool, rows, d_inner, [&](size_t r) {
+    float* row = &fused[r * d_inner];
+    float* ssm_row = &ssm_out[r * d_inner];
+    RmsNorm(&attn_out[r * d_inner], w.attn_out_norm, d_inner, eps, row);
+    RmsNorm(ssm_row, w.ssm_out_norm, d_inner, eps, ssm_row);
+    for (size_t i = 0; i < d_inner; ++i) row[i] = (row[i] + ssm_row[i]) / 2.0f;
+  });
   float* mixed = Take(scratch.mixed, rows * hidden);  // [rows, hidden]
   MatMul(w.out_proj, fused, rows, mixed, context.pool);
-  for (size_t r = 0; r < rows; ++r) {
+  ForEachRow(context.pool, rows, hidden, [&](size_t r) {
     for (size_t i = 0; i < hidden; ++i) {
       x[r * hidden + i] += mixed[r * hidden + i] + (w.out_proj_bias.empty() ? 0.0f : w.out_proj_bias[i]);
     }
-  }
+  });
 
   if (c.intermediate_size > 0) {
-    for (size_t r = 0; r < rows; ++r) RmsNorm(&x[r * hidden], w.mlp_norm, hidden, eps, &u[r * hidden]);
+    ForEachRow(context.pool, rows, hidden, [&](size_t r) { RmsNorm(&x[r * hidden], w.mlp_norm, hidden, eps, &u[r * hidden]); });
     Mlp(c, w, context.pool, u, rows, scratch, mixed);
-    for (size_t i = 0; i < rows * hidden; ++i) x[i] += mixed[i];
+    ForEachRow(context.pool, rows, hidden, [&](size_t r) {
+      for (size_t i = 0; i < hidden; ++i) x[r * hidden + i] += mixed[r * hidden + i];
+    });
   }
 }
 
@@ -509,9 +540,9 @@ void Forward(const ForwardContext& context, std::span<const Segment> segments, s
     s.state->positions += static_cast<int64_t>(s.rows);
   }
   const auto hidden = static_cast<size_t>(c.hidden_size);
-  for (size_t r = 0; r < x.size() / hidden; ++r) {
+  ForEachRow(context.pool, x.size() / hidden, hidden, [&](size_t r) {
     RmsNorm(&x[r * hidden], context.weights.final_norm, hidden, static_cast<float>(c.rms_norm_eps), &x[r * hidden]);
-  }
+  });
 }
 
 }  // namespace hymba

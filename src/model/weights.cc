@@ -82,7 +82,12 @@ LayerWeights BindLayer(const Config& c, int layer, Binder& bind) {
     w.in_proj_bias = bind.Vector(p + "mamba.in_proj.bias", {c.InProjRows(layer)});
     w.out_proj_bias = bind.Vector(p + "mamba.out_proj.bias", {hidden});
   }
-  w.conv_weight = bind.Vector(p + "mamba.conv1d.weight", {d_inner, 1, c.mamba_d_conv});
+  const std::vector<float> conv_weight = bind.Vector(p + "mamba.conv1d.weight", {d_inner, 1, c.mamba_d_conv});
+  const auto taps = static_cast<size_t>(c.mamba_d_conv);
+  w.conv_weight.resize(conv_weight.size());
+  for (size_t ch = 0; ch < static_cast<size_t>(d_inner); ++ch) {
+    for (size_t k = 0; k < taps; ++k) w.conv_weight[k * static_cast<size_t>(d_inner) + ch] = conv_weight[ch * taps + k];
+  }
   if (c.mamba_conv_bias) w.conv_bias = bind.Vector(p + "mamba.conv1d.bias", {d_inner});
   w.x_proj = bind.Matrix(p + "mamba.x_proj.0.weight", dt_rank + 2 * d_state, d_inner);
   w.dt_proj = bind.Matrix(p + "mamba.dt_proj.0.weight", d_inner, dt_rank);

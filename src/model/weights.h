@@ -16,7 +16,7 @@ struct LayerWeights {
   std::vector<float> input_norm;  // [hidden]
   MatView in_proj;                // [q | k | v | x | z rows, hidden]; consumers have no k, v rows
   std::vector<float> in_proj_bias;  // [in_proj rows], empty unless mamba_proj_bias
-  std::vector<float> conv_weight;   // [d_inner, d_conv]; tap d_conv-1 multiplies the newest input
+  std::vector<float> conv_weight;   // [d_conv, d_inner], transposed so a tap is a row; tap d_conv-1 multiplies the newest input
   std::vector<float> conv_bias;     // [d_inner], empty unless mamba_conv_bias
   MatView x_proj;                   // [dt_rank + 2 d_state, d_inner]
   MatView dt_proj;                  // [d_inner, dt_rank]

@@ -258,7 +258,8 @@ TEST(Bf16Products, RoundingIsToNearestEvenAndKeepsNaN) {
   const std::vector<float> x = {1.0f, 1.00390625f /* halfway: stays 1 */, 1.01171875f /* halfway: up to 1.015625 */,
                                 -2.5f, std::nanf(""), std::numeric_limits<float>::infinity(), 3.0e-39f};
   std::vector<uint16_t> bits;
-  RoundActivationsToBf16(x.data(), 1, x.size(), bits);
+  ThreadPool one(1);
+  RoundActivationsToBf16(x.data(), 1, x.size(), bits, one);
   auto value = [&](size_t i) { return std::bit_cast<float>(uint32_t{bits[i]} << 16); };
   EXPECT_EQ(value(0), 1.0f);
   EXPECT_EQ(value(1), 1.0f);
@@ -279,7 +280,7 @@ TEST(Bf16Products, MatchDoubleLoopAndDoNotDependOnBatchOrThreads) {
       const size_t n = 13;
       const std::vector<float> x = RandomVector(n * cols, rng);
       std::vector<uint16_t> rounded;
-      RoundActivationsToBf16(x.data(), n, cols, rounded);
+      RoundActivationsToBf16(x.data(), n, cols, rounded, three);
       std::vector<float> batched(n * rows), single(rows);
       MatMul(w.view, x.data(), n, batched.data(), three);
       for (size_t t = 0; t < n; ++t) {
@@ -306,7 +307,8 @@ TEST(Bf16Products, Avx512KernelAgreesWithPortableKernel) {
   const StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng);
   const std::vector<float> x = RandomVector(n * cols, rng);
   std::vector<uint16_t> rounded;
-  RoundActivationsToBf16(x.data(), n, cols, rounded);
+  ThreadPool three(3);
+  RoundActivationsToBf16(x.data(), n, cols, rounded, three);
   std::vector<float> portable(n * rows), avx512(n * rows);
   const size_t groups = (rows + kFloatGroupRows - 1) / kFloatGroupRows;
   MatMulBf16Groups(w.view, rounded.data(), n, portable.data(), 0, groups, Bf16Kernel::kPortable);

@@ -6,8 +6,12 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
+
+#include "kernels/activations.h"
+#include "simd_targets.h"
 
 namespace hymba {
 namespace {
@@ -70,12 +74,41 @@ TEST(Rope, PositionZeroIsIdentity) {
   EXPECT_EQ(head, (std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f}));
 }
 
-TEST(Activations, SiluAndSoftplus) {
-  for (double v : {-30.0, -3.0, -0.5, 0.0, 0.5, 3.0, 19.9, 20.1, 40.0}) {
-    const auto f = static_cast<float>(v);
-    EXPECT_NEAR(Silu(f), v / (1 + std::exp(-v)), 1e-6 * (1 + std::fabs(v)));
-    EXPECT_NEAR(Softplus(f), v > 20 ? v : std::log1p(std::exp(v)), 1e-6 * (1 + std::fabs(v)));
-  }
+TEST(Activations, SiluMatchesDoubleOnEveryTargetAndEveryPosition) {
+  // Finite values far past exp's range on both sides, zeros, and lengths
+  // that leave vector tails and reach the pool.
+  std::vector<float> special = {-1000.0f, -178.0f, -88.5f, -30.0f, -3.0f, -0.5f, -0.0f, 0.0f,
+                                0.5f,     3.0f,    19.9f,  20.1f,  40.0f, 105.0f, 1000.0f};
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  ThreadPool pool(2);
+  test::ForEachSimdTarget([&](int64_t) {
+    for (size_t n : {size_t{1}, size_t{15}, size_t{17}, size_t{100003}}) {
+      std::vector<float> x(n), gate(n);
+      for (size_t i = 0; i < n; ++i) {
+        x[i] = i < special.size() ? special[i] : normal(rng);
+        gate[i] = special[(i + 3) % special.size()] + normal(rng);
+      }
+      std::vector<float> silu = x, gated = x;
+      SiluInPlace(silu.data(), n, pool);
+      MultiplyBySilu(gate.data(), gated.data(), n, pool);
+      for (size_t i = 0; i < n; ++i) {
+        const double v = x[i], g = gate[i];
+        const double expected_silu = v / (1 + std::exp(-v)), expected_gated = v * (g / (1 + std::exp(-g)));
+        ASSERT_NEAR(silu[i], expected_silu, 1e-6 * (1 + std::fabs(expected_silu))) << "x " << v;
+        ASSERT_NEAR(gated[i], expected_gated, 1e-6 * (1 + std::fabs(expected_gated))) << "x " << v << " gate " << g;
+      }
+      // The same value gets the same bits in a vector's lanes and in a tail.
+      for (size_t i : {size_t{0}, n / 2, n - 1}) {
+        float alone = x[i];
+        SiluInPlace(&alone, 1, pool);
+        ASSERT_EQ(std::bit_cast<uint32_t>(alone), std::bit_cast<uint32_t>(silu[i])) << "x " << x[i];
+      }
+    }
+    std::vector<float> nan = {std::numeric_limits<float>::quiet_NaN()};
+    SiluInPlace(nan.data(), 1, pool);
+    EXPECT_TRUE(std::isnan(nan[0]));
+  });
 }
 
 }  // namespace
