@@ -22,7 +22,7 @@ namespace {
 
 // In huge-page memory, as a loaded model holds its weights (a decoding
 // step's single stream through 4 KB pages is bound by TLB misses).
-HugePageBuffer RandomMatrix(DType type, size_t rows, size_t cols) {
+HugePageBuffer RandomMatrix(DType type, Layout layout, size_t rows, size_t cols) {
   HugePageBuffer memory(rows * RowBytes(type, cols));
   const std::span<std::byte> bytes = memory.bytes();
   std::mt19937 rng(1);
@@ -32,7 +32,7 @@ HugePageBuffer RandomMatrix(DType type, size_t rows, size_t cols) {
     for (float& value : row) value = normal(rng);
     QuantizeRow(type, row, &bytes[r * RowBytes(type, cols)]);
   }
-  InterleaveRows(type, rows, cols, bytes);  // as a loaded model holds them
+  InterleaveRows(type, layout, rows, cols, bytes);  // as a loaded model holds them
   return memory;
 }
 
@@ -42,15 +42,16 @@ void BM_MatMul(benchmark::State& state) {
   const auto rows = static_cast<size_t>(state.range(1)), cols = static_cast<size_t>(state.range(2));
   const auto tokens = static_cast<size_t>(state.range(3));
   ThreadPool pool(static_cast<size_t>(state.range(4)));
-  const HugePageBuffer matrix = RandomMatrix(type, rows, cols);
+  const Layout layout = LoadedLayout(type, state.range(5) != 0);
+  const HugePageBuffer matrix = RandomMatrix(type, layout, rows, cols);
   const std::span<const std::byte> bytes = matrix.bytes();
-  const MatView w{type, bytes.data(), rows, cols, true, state.range(5) != 0};
+  const MatView w{type, bytes.data(), rows, cols, layout};
   std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
   for (auto _ : state) {
     MatMul(w, x.data(), tokens, y.data(), pool);
     benchmark::DoNotOptimize(y.data());
   }
-  state.SetLabel(std::string(DTypeName(type)) + (w.bf16_products ? " bf16 compute" : ""));
+  state.SetLabel(std::string(DTypeName(type)) + (layout == Layout::kBf16Pairs ? " bf16 compute" : ""));
   state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes.size()), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["FLOP/s"] =
       benchmark::Counter(2.0 * static_cast<double>(rows * cols * tokens), benchmark::Counter::kIsIterationInvariantRate);
@@ -85,8 +86,8 @@ void BM_Int8Kernel(benchmark::State& state) {
     return;
   }
   const size_t rows = 4096, cols = 1600, tokens = static_cast<size_t>(state.range(2));
-  const HugePageBuffer matrix = RandomMatrix(type, rows, cols);
-  const MatView w{type, matrix.bytes().data(), rows, cols, true};
+  const HugePageBuffer matrix = RandomMatrix(type, Layout::kGroups, rows, cols);
+  const MatView w{type, matrix.bytes().data(), rows, cols, Layout::kGroups};
   std::vector<float> x(tokens * cols, 0.5f), y(tokens * rows);
   Int8Activations activations;
   QuantizeActivations(type, x.data(), tokens, cols, activations, nullptr, kernel);

@@ -25,6 +25,16 @@
 // scales and quants were two streams, and decoding read 26 GB/s where the
 // float kernels' single streams read 36-38).
 //
+// bf16 weights for bf16 products (compute type bf16, Layout::kBf16Pairs):
+// groups of 32 rows, two AVX-512 vectors of one row per 32-bit lane, so one
+// VDPBF16PS advances 16 rows by a column pair against the same broadcast pair
+// of activations, and every row's sum ends in its own lane:
+//   pairs: [cols / 2][m][2] values, row j's columns 2p and 2p+1 together;
+//   tail:  [m][cols % 2] values.
+// Read against the activations of 12 tokens at a time, a group's 128 bytes
+// per pair step meet 48 bytes of activations, where the 4-row chunks, each
+// row's 32 columns a vector, met 6 tokens' 384.
+//
 // f32, f16 and bf16 (nc = cols / 32 chunks per row, tail = cols % 32):
 //   chunks: [nc][m][32] values, a row's 32 columns 32c..32c+31 together:
 //           bf16 in column order, so a 32-bit lane j holds columns 2j and
@@ -45,10 +55,26 @@
 
 namespace hymba {
 
+// How a matrix's rows lie in memory.
+enum class Layout : uint8_t {
+  kRowMajor,   // as files store them
+  kGroups,     // in groups, as the matrix kernels read them (above)
+  kBf16Pairs,  // bf16 in groups of 32 rows by column pairs, for bf16 products (above)
+};
+
+// The layout InterleaveRows gives a loaded model's matrix of `type`.
+inline Layout LoadedLayout(DType type, bool bf16_products) {
+  return type == DType::kBF16 && bf16_products ? Layout::kBf16Pairs : Layout::kGroups;
+}
+
 constexpr size_t kInterleaveRows = 16;  // q8_0 and q4_0
 constexpr size_t kFloatGroupRows = 4;   // f32, f16 and bf16: the float kernels' register tile
+constexpr size_t kBf16PairRows = 32;    // Layout::kBf16Pairs: two vectors of 16 rows
 
-inline size_t GroupRows(DType type) { return IsQuantized(type) ? kInterleaveRows : kFloatGroupRows; }
+inline size_t GroupRows(DType type, Layout layout) {
+  if (layout == Layout::kBf16Pairs) return kBf16PairRows;
+  return IsQuantized(type) ? kInterleaveRows : kFloatGroupRows;
+}
 
 // Quant bytes of one row's block: 32 for q8_0, 16 for q4_0.
 constexpr size_t InterleavedQuantBytes(DType type) { return type == DType::kQ8_0 ? kQuantBlock : kQuantBlock / 2; }
@@ -100,8 +126,24 @@ inline size_t InterleavedFloatIndex(DType type, size_t rows, size_t cols, size_t
   return chunks * m * kFloatChunk + j * tail + (c - chunks * kFloatChunk);
 }
 
-// Row r's weights as f32, out[0, cols).
-inline void DecodeInterleavedRow(DType type, const std::byte* matrix, size_t rows, size_t cols, size_t r, float* out) {
+// Element index, from the start of row r's group, of row r's column c in
+// Layout::kBf16Pairs.
+inline size_t Bf16PairIndex(size_t rows, size_t cols, size_t r, size_t c) {
+  const size_t first = r / kBf16PairRows * kBf16PairRows;
+  const size_t m = std::min(kBf16PairRows, rows - first), j = r - first;
+  const size_t pairs = cols / 2;
+  if (c < 2 * pairs) return (c / 2 * m + j) * 2 + c % 2;
+  return 2 * pairs * m + j;
+}
+
+// Row r's weights as f32, out[0, cols), from a matrix in `layout` (not kRowMajor).
+inline void DecodeInterleavedRow(DType type, Layout layout, const std::byte* matrix, size_t rows, size_t cols, size_t r,
+                                 float* out) {
+  if (layout == Layout::kBf16Pairs) {
+    const std::byte* group = matrix + r / kBf16PairRows * kBf16PairRows * RowBytes(type, cols);
+    for (size_t c = 0; c < cols; ++c) out[c] = LoadAsF32(type, group, Bf16PairIndex(rows, cols, r, c));
+    return;
+  }
   if (!IsQuantized(type)) {
     const size_t first = r / kFloatGroupRows * kFloatGroupRows;
     const std::byte* group = matrix + first * RowBytes(type, cols);
@@ -138,16 +180,30 @@ void InterleaveFloatGroup(DType type, size_t cols, size_t m, const std::byte* fr
   }
 }
 
-// Rewrites rows x cols of `type` from row-major order, in place, into the
-// interleaved layout above (q8_0 and q4_0 rows as GGUF stores them).
-inline void InterleaveRows(DType type, size_t rows, size_t cols, std::span<std::byte> matrix) {
+// One group of m bf16 rows from row-major `from` into Layout::kBf16Pairs at `to`.
+inline void PairBf16Group(size_t cols, size_t m, const std::byte* from, std::byte* to) {
+  const size_t pairs = cols / 2;
+  for (size_t j = 0; j < m; ++j) {
+    const std::byte* row = from + j * cols * 2;
+    for (size_t p = 0; p < pairs; ++p) std::memcpy(to + (p * m + j) * 4, row + p * 4, 4);
+    if (cols % 2 != 0) std::memcpy(to + (2 * pairs * m + j) * 2, row + (cols - 1) * 2, 2);
+  }
+}
+
+// Rewrites rows x cols of `type` from row-major order, in place, into
+// `layout` (q8_0 and q4_0 rows as GGUF stores them).
+inline void InterleaveRows(DType type, Layout layout, size_t rows, size_t cols, std::span<std::byte> matrix) {
   const size_t row_bytes = RowBytes(type, cols);
-  const size_t group_rows = GroupRows(type);
+  const size_t group_rows = GroupRows(type, layout);
   std::vector<std::byte> original(group_rows * row_bytes);
   for (size_t first = 0; first < rows; first += group_rows) {
     const size_t m = std::min(group_rows, rows - first);
     std::byte* base = matrix.data() + first * row_bytes;
     std::memcpy(original.data(), base, m * row_bytes);
+    if (layout == Layout::kBf16Pairs) {
+      PairBf16Group(cols, m, original.data(), base);
+      continue;
+    }
     if (type == DType::kF32) {
       InterleaveFloatGroup<uint32_t>(type, cols, m, original.data(), base);
       continue;

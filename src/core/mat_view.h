@@ -10,19 +10,19 @@
 namespace hymba {
 
 // [rows, cols] matrix in its stored type; kernels decode it on the fly. The
-// matrix kernels read rows interleaved by 16 (core/interleaved.h), as a
-// loaded model holds them; DecodeRow reads either layout.
+// matrix kernels read rows interleaved in groups (core/interleaved.h), as a
+// loaded model holds them; DecodeRow reads any layout.
 struct MatView {
   DType type = DType::kF32;
   const std::byte* data = nullptr;
   size_t rows = 0;
   size_t cols = 0;
-  bool interleaved = false;
-  bool bf16_products = false;  // bf16 weights times activations rounded to bf16 (ComputeType::kBF16)
+  // kBf16Pairs: bf16 weights times activations rounded to bf16 (ComputeType::kBF16).
+  Layout layout = Layout::kRowMajor;
 
   bool empty() const { return data == nullptr; }
   void DecodeRow(size_t r, std::span<float> out) const {
-    if (interleaved) return DecodeInterleavedRow(type, data, rows, cols, r, out.data());
+    if (layout != Layout::kRowMajor) return DecodeInterleavedRow(type, layout, data, rows, cols, r, out.data());
     const std::byte* row = data + r * RowBytes(type, cols);
     for (size_t c = 0; c < cols; ++c) out[c] = LoadAsF32(type, row, c);
   }

@@ -386,15 +386,16 @@ void GgufWriter::Write(const std::filesystem::path& path, const std::function<vo
   std::filesystem::rename(temporary, path);
 }
 
-void GgufFile::InterleaveMatrices() {
+void GgufFile::InterleaveMatrices(bool bf16_products) {
   file_.Rewrite([&](std::span<std::byte> bytes) {
     for (GgufTensor& tensor : tensors_) {
       const std::optional<DType> type = DTypeFromGgml(tensor.ggml_type);
-      if (tensor.interleaved || !type || tensor.dims.size() != 2) continue;
+      if (tensor.layout != Layout::kRowMajor || !type || tensor.dims.size() != 2) continue;
       const auto offset = static_cast<size_t>(tensor.data.data() - file_.bytes().data());
-      InterleaveRows(*type, static_cast<size_t>(tensor.dims[1]), static_cast<size_t>(tensor.dims[0]),
-                              bytes.subspan(offset, tensor.data.size()));
-      tensor.interleaved = true;
+      const Layout layout = LoadedLayout(*type, bf16_products);
+      InterleaveRows(*type, layout, static_cast<size_t>(tensor.dims[1]), static_cast<size_t>(tensor.dims[0]),
+                     bytes.subspan(offset, tensor.data.size()));
+      tensor.layout = layout;
     }
   });
 }

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/dtype.h"
+#include "core/interleaved.h"
 #include "io/mapped_file.h"
 
 namespace hymba {
@@ -51,7 +52,7 @@ struct GgufTensor {
   uint32_t ggml_type = 0;
   std::vector<int64_t> dims;  // GGUF order: dims[0] is the contiguous (column) dimension
   std::span<const std::byte> data;
-  bool interleaved = false;  // rewritten by InterleaveMatrices
+  Layout layout = Layout::kRowMajor;  // rewritten by InterleaveMatrices
 };
 
 class GgufFile {
@@ -65,8 +66,9 @@ class GgufFile {
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
 
   // Rewrites every 2-D tensor, in place, into the layout the matrix kernels
-  // read (core/interleaved.h). The file must have been loaded (kLoad).
-  void InterleaveMatrices();
+  // read (core/interleaved.h), bf16 ones for bf16 products if asked. The
+  // file must have been loaded (kLoad).
+  void InterleaveMatrices(bool bf16_products);
 
   // Typed access; a missing key or another type is an error naming the key.
   const GgufValue& Get(const std::string& key) const;

@@ -169,23 +169,24 @@ Checkpoint Checkpoint::Open(const std::filesystem::path& model_dir) {
   return checkpoint;
 }
 
-void SafetensorsFile::InterleaveMatrices() {
+void SafetensorsFile::InterleaveMatrices(bool bf16_products) {
   file_.Rewrite([&](std::span<std::byte> bytes) {
     for (auto& [name, record] : tensors_) {
-      if (record.interleaved || !record.dtype || record.shape.size() != 2) continue;
+      if (record.layout != Layout::kRowMajor || !record.dtype || record.shape.size() != 2) continue;
       const auto offset = static_cast<size_t>(record.data.data() - file_.bytes().data());
-      InterleaveRows(*record.dtype, static_cast<size_t>(record.shape[0]), static_cast<size_t>(record.shape[1]),
+      const Layout layout = LoadedLayout(*record.dtype, bf16_products);
+      InterleaveRows(*record.dtype, layout, static_cast<size_t>(record.shape[0]), static_cast<size_t>(record.shape[1]),
                      bytes.subspan(offset, record.data.size()));
-      record.interleaved = true;
+      record.layout = layout;
     }
   });
 }
 
-void Checkpoint::InterleaveMatrices() {
-  for (const auto& file : files_) file->InterleaveMatrices();
+void Checkpoint::InterleaveMatrices(bool bf16_products) {
+  for (const auto& file : files_) file->InterleaveMatrices(bf16_products);
   if (gguf_) {
-    gguf_->InterleaveMatrices();
-    for (size_t i = 0; i < gguf_records_.size(); ++i) gguf_records_[i]->interleaved = gguf_->tensors()[i].interleaved;
+    gguf_->InterleaveMatrices(bf16_products);
+    for (size_t i = 0; i < gguf_records_.size(); ++i) gguf_records_[i]->layout = gguf_->tensors()[i].layout;
   }
 }
 
@@ -203,7 +204,7 @@ Checkpoint Checkpoint::FromGguf(std::unique_ptr<GgufFile> file) {
     record->dtype_name = std::string(DTypeName(*record->dtype));
     record->shape.assign(tensor.dims.rbegin(), tensor.dims.rend());  // GGUF lists the contiguous dimension first
     record->data = tensor.data;
-    record->interleaved = tensor.interleaved;
+    record->layout = tensor.layout;
     record->file = file->path();
     checkpoint.tensors_[record->name] = record.get();
     checkpoint.gguf_records_.push_back(std::move(record));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/interleaved.h"
 #include "io/gguf.h"
 #include "io/mapped_file.h"
 
@@ -25,7 +26,7 @@ struct TensorRecord {
   std::vector<int64_t> shape;
   std::span<const std::byte> data;
   std::filesystem::path file;
-  bool interleaved = false;  // a matrix in the layout of core/interleaved.h
+  Layout layout = Layout::kRowMajor;  // core/interleaved.h
 
   int64_t elements() const;
 };
@@ -37,8 +38,9 @@ class SafetensorsFile {
   const std::filesystem::path& path() const { return file_.path(); }
   size_t size_bytes() const { return file_.bytes().size(); }
   // Rewrites every 2-D tensor of a type the engine computes with, in place,
-  // into the layout the matrix kernels read (core/interleaved.h).
-  void InterleaveMatrices();
+  // into the layout the matrix kernels read (core/interleaved.h), bf16 ones
+  // for bf16 products if asked.
+  void InterleaveMatrices(bool bf16_products);
 
  private:
   MappedFile file_;
@@ -61,7 +63,7 @@ class Checkpoint {
   const GgufFile* gguf() const { return gguf_.get(); }
   // Every 2-D tensor into the layout the matrix kernels read, as a model
   // holds its weights (conversion reads them as the files store them).
-  void InterleaveMatrices();
+  void InterleaveMatrices(bool bf16_products);
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

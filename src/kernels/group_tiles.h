@@ -1,5 +1,5 @@
 // The loop nest shared by the matrix kernels over weights interleaved in
-// groups of 16 rows (core/interleaved.h): blocks of groups whose weights fit
+// groups of rows (core/interleaved.h): blocks of groups whose weights fit
 // in half of a 1 MB L2; within a block, token tiles outermost, so a tile's
 // activations stay in L1 while the block's weights stream from L2.
 #pragma once
@@ -22,7 +22,7 @@ constexpr size_t kL2BlockBytes = size_t{512} << 10;
 template <typename Visit>
 void ForEachGroupTile(const MatView& w, size_t n, size_t tile_tokens, size_t group_begin, size_t group_end,
                       const Visit& visit) {
-  const size_t group_bytes = GroupRows(w.type) * RowBytes(w.type, w.cols);
+  const size_t group_bytes = GroupRows(w.type, w.layout) * RowBytes(w.type, w.cols);
   const size_t block_groups = std::max<size_t>(1, kL2BlockBytes / std::max<size_t>(group_bytes, 1));
   for (size_t first = group_begin; first < group_end; first += block_groups) {
     const size_t last = std::min(group_end, first + block_groups);

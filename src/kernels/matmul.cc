@@ -237,9 +237,9 @@ void SplitActivations(const float* x, size_t n, size_t cols, std::vector<float>&
 }  // namespace
 
 void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
-  if (!w.interleaved) throw Error("MatMul: the matrix must be interleaved (core/interleaved.h) first");
+  if (w.layout == Layout::kRowMajor) throw Error("MatMul: the matrix must be interleaved (core/interleaved.h) first");
   const size_t work = w.rows * w.cols * n;
-  const size_t groups = (w.rows + GroupRows(w.type) - 1) / GroupRows(w.type);
+  const size_t groups = (w.rows + GroupRows(w.type, w.layout) - 1) / GroupRows(w.type, w.layout);
   if (IsQuantized(w.type)) {
     // Kept per caller, or its buffers would be reallocated per call; named by
     // reference because a lambda run on a worker would see the worker's own.
@@ -252,7 +252,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
     });
     return;
   }
-  if (w.bf16_products) {
+  if (w.layout == Layout::kBf16Pairs) {
     if (w.type != DType::kBF16) throw Error("MatMul: bf16 products need bf16 weights");
     thread_local std::vector<uint16_t> caller_activations;  // see above
     std::vector<uint16_t>& activations = caller_activations;

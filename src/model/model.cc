@@ -128,19 +128,9 @@ Model Model::Load(const std::filesystem::path& path, size_t threads, Numerics nu
     impl->config = ConfigFromGguf(*file);
     impl->checkpoint = Checkpoint::FromGguf(std::move(file));
   }
-  impl->checkpoint.InterleaveMatrices();
+  impl->checkpoint.InterleaveMatrices(numerics.compute == ComputeType::kBF16);
   impl->weights = BindWeights(impl->config, impl->checkpoint);
   impl->numerics = numerics;
-  if (numerics.compute == ComputeType::kBF16) {
-    auto use_bf16_products = [](MatView& matrix) { matrix.bf16_products = matrix.type == DType::kBF16; };
-    use_bf16_products(impl->weights.lm_head);
-    for (LayerWeights& layer : impl->weights.layers) {
-      for (MatView* matrix : {&layer.in_proj, &layer.x_proj, &layer.dt_proj, &layer.out_proj, &layer.gate_proj,
-                              &layer.up_proj, &layer.down_proj}) {
-        use_bf16_products(*matrix);
-      }
-    }
-  }
   impl->inv_freq = RopeInverseFrequencies(impl->config);
   impl->pool = std::make_unique<ThreadPool>(threads);
 

@@ -36,15 +36,15 @@ class Binder {
   MatView Matrix(const std::string& name, int64_t rows, int64_t cols, const std::string& why = "") {
     const TensorRecord& record = Get(name, {rows, cols}, why);
     return MatView{*record.dtype, record.data.data(), static_cast<size_t>(rows), static_cast<size_t>(cols),
-                   record.interleaved};
+                   record.layout};
   }
 
   std::vector<float> Vector(const std::string& name, const std::vector<int64_t>& shape) {
     const TensorRecord& record = Get(name, shape);
     std::vector<float> values(static_cast<size_t>(record.elements()));
-    if (record.interleaved) {
+    if (record.layout != Layout::kRowMajor) {
       const auto rows = static_cast<size_t>(shape[0]), cols = values.size() / rows;
-      const MatView matrix{*record.dtype, record.data.data(), rows, cols, true};
+      const MatView matrix{*record.dtype, record.data.data(), rows, cols, record.layout};
       for (size_t r = 0; r < rows; ++r) matrix.DecodeRow(r, {&values[r * cols], cols});
       return values;
     }

@@ -166,28 +166,38 @@ TEST(Gguf, InterleavingKeepsEveryWeight) {
     const std::filesystem::path path = Convert(dir, kShipped, type);
     const auto size_before = std::filesystem::file_size(path);
     const GgufFile original(path);
-    GgufFile interleaved(path);
-    interleaved.InterleaveMatrices();
-    size_t matrices = 0;
-    for (size_t i = 0; i < original.tensors().size(); ++i) {
-      const GgufTensor& before = original.tensors()[i];
-      const GgufTensor& after = interleaved.tensors()[i];
-      const std::optional<DType> dtype = DTypeFromGgml(before.ggml_type);
-      ASSERT_TRUE(dtype.has_value());
-      ASSERT_EQ(after.interleaved, before.dims.size() == 2) << before.name;
-      if (!after.interleaved) continue;
-      ++matrices;
-      const auto rows = static_cast<size_t>(before.dims[1]), cols = static_cast<size_t>(before.dims[0]);
-      const MatView view{*dtype, after.data.data(), rows, cols, true};
-      std::vector<float> row(cols);
-      for (size_t r = 0; r < rows; ++r) {
-        view.DecodeRow(r, row);
-        for (size_t c = 0; c < cols; ++c) {
-          ASSERT_EQ(row[c], LoadAsF32(*dtype, before.data.data() + r * RowBytes(*dtype, cols), c)) << before.name;
+    for (const bool bf16_products : {false, true}) {
+      SCOPED_TRACE(bf16_products ? "for bf16 products" : "for f32 products");
+      GgufFile interleaved(path);
+      interleaved.InterleaveMatrices(bf16_products);
+      size_t matrices = 0, paired = 0;
+      for (size_t i = 0; i < original.tensors().size(); ++i) {
+        const GgufTensor& before = original.tensors()[i];
+        const GgufTensor& after = interleaved.tensors()[i];
+        const std::optional<DType> dtype = DTypeFromGgml(before.ggml_type);
+        ASSERT_TRUE(dtype.has_value());
+        const Layout expected = before.dims.size() != 2 ? Layout::kRowMajor
+                                : *dtype == DType::kBF16 && bf16_products ? Layout::kBf16Pairs
+                                                                  : Layout::kGroups;
+        ASSERT_EQ(after.layout, expected) << before.name;
+        if (after.layout == Layout::kRowMajor) continue;
+        ++matrices;
+        paired += after.layout == Layout::kBf16Pairs ? 1 : 0;
+        const auto rows = static_cast<size_t>(before.dims[1]), cols = static_cast<size_t>(before.dims[0]);
+        const MatView view{*dtype, after.data.data(), rows, cols, after.layout};
+        std::vector<float> row(cols);
+        for (size_t r = 0; r < rows; ++r) {
+          view.DecodeRow(r, row);
+          for (size_t c = 0; c < cols; ++c) {
+            ASSERT_EQ(row[c], LoadAsF32(*dtype, before.data.data() + r * RowBytes(*dtype, cols), c)) << before.name;
+          }
         }
       }
+      EXPECT_GT(matrices, 10u) << type;
+      if (type == "bf16" && bf16_products) {
+        EXPECT_GT(paired, 10u);
+      }
     }
-    EXPECT_GT(matrices, 10u) << type;
     EXPECT_EQ(std::filesystem::file_size(path), size_before);
     const GgufFile reread(path);
     for (size_t i = 0; i < original.tensors().size(); ++i) {
@@ -195,7 +205,7 @@ TEST(Gguf, InterleavingKeepsEveryWeight) {
       ASSERT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end())) << "the file changed: " << original.tensors()[i].name;
     }
     GgufFile mapped(path, FileAccess::kMap);
-    ExpectError([&] { mapped.InterleaveMatrices(); }, {path.string(), "mapped"});
+    ExpectError([&] { mapped.InterleaveMatrices(false); }, {path.string(), "mapped"});
   }
 }
 

@@ -28,7 +28,7 @@ struct StoredMatrix {
   MatView view;
 };
 
-StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng) {
+StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng, Layout layout = Layout::kGroups) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   StoredMatrix m;
   m.bytes.resize(RowBytes(type, cols) * rows + 1);  // +1: store at an odd offset
@@ -39,8 +39,8 @@ StoredMatrix MakeMatrix(DType type, size_t rows, size_t cols, std::mt19937& rng)
     QuantizeRow(type, row, data + r * RowBytes(type, cols));
   }
   for (size_t i = 0; i < rows * cols; ++i) m.values.push_back(LoadAsF32(type, data + i / cols * RowBytes(type, cols), i % cols));
-  InterleaveRows(type, rows, cols, {data, RowBytes(type, cols) * rows});
-  m.view = MatView{type, data, rows, cols, true};
+  InterleaveRows(type, layout, rows, cols, {data, RowBytes(type, cols) * rows});
+  m.view = MatView{type, data, rows, cols, layout};
   return m;
 }
 
@@ -273,10 +273,11 @@ TEST(Bf16Products, RoundingIsToNearestEvenAndKeepsNaN) {
 TEST(Bf16Products, MatchDoubleLoopAndDoNotDependOnBatchOrThreads) {
   std::mt19937 rng(17);
   ThreadPool one(1), three(3);
-  for (size_t cols : {32, 100, 1600}) {
-    for (size_t rows : {1, 5, 301}) {
-      StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng);
-      w.view.bf16_products = true;
+  // Short last groups below and above one vector's 16 rows, odd columns,
+  // and more tokens than one pass of the kernel takes.
+  for (size_t cols : {1, 31, 32, 33, 100, 1600}) {
+    for (size_t rows : {1, 5, 17, 31, 32, 33, 301}) {
+      const StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng, Layout::kBf16Pairs);
       const size_t n = 13;
       const std::vector<float> x = RandomVector(n * cols, rng);
       std::vector<uint16_t> rounded;
@@ -300,17 +301,31 @@ TEST(Bf16Products, MatchDoubleLoopAndDoNotDependOnBatchOrThreads) {
   }
 }
 
+TEST(Bf16Products, PairedRowsDecodeToTheOriginalWeights) {
+  std::mt19937 rng(23);
+  for (size_t rows : {1, 15, 16, 17, 32, 33, 70}) {
+    for (size_t cols : {1, 2, 3, 31, 100, 1601}) {
+      const StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng, Layout::kBf16Pairs);
+      std::vector<float> row(cols);
+      for (size_t r = 0; r < rows; ++r) {
+        w.view.DecodeRow(r, row);
+        for (size_t c = 0; c < cols; ++c) ASSERT_EQ(row[c], w.values[r * cols + c]) << rows << "x" << cols << " r " << r << " c " << c;
+      }
+    }
+  }
+}
+
 TEST(Bf16Products, Avx512KernelAgreesWithPortableKernel) {
   if (!CpuHasAvx512Bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this machine";
   std::mt19937 rng(19);
-  const size_t rows = 37, cols = 1000, n = 7;
-  const StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng);
+  const size_t rows = 37, cols = 1001, n = 13;
+  const StoredMatrix w = MakeMatrix(DType::kBF16, rows, cols, rng, Layout::kBf16Pairs);
   const std::vector<float> x = RandomVector(n * cols, rng);
   std::vector<uint16_t> rounded;
   ThreadPool three(3);
   RoundActivationsToBf16(x.data(), n, cols, rounded, three);
   std::vector<float> portable(n * rows), avx512(n * rows);
-  const size_t groups = (rows + kFloatGroupRows - 1) / kFloatGroupRows;
+  const size_t groups = (rows + kBf16PairRows - 1) / kBf16PairRows;
   MatMulBf16Groups(w.view, rounded.data(), n, portable.data(), 0, groups, Bf16Kernel::kPortable);
   MatMulBf16Groups(w.view, rounded.data(), n, avx512.data(), 0, groups, Bf16Kernel::kAvx512);
   for (size_t i = 0; i < portable.size(); ++i) ASSERT_NEAR(avx512[i], portable[i], 1e-4f * (1 + std::fabs(portable[i]))) << i;
