@@ -45,7 +45,7 @@ struct BenchResult {
   double yardstick_tokens_per_second = 0;
   double achieved = 0;
   double engine_rate = 0;          // GB/s of weights read (tg) or GFLOP/s of matrix products (pp)
-  double yardstick_rate = 0;       // read bandwidth GB/s (tg) or sgemm GFLOP/s (pp)
+  double yardstick_rate = 0;       // read bandwidth GB/s (tg: read before each repetition, averaged) or sgemm GFLOP/s (pp)
 };
 
 struct BenchReport {

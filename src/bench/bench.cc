@@ -70,30 +70,48 @@ std::vector<int32_t> RandomTokens(std::mt19937& rng, int64_t vocab, int count) {
   return tokens;
 }
 
+// The decode yardstick's buffer, made once per bench run: a STREAM-like sum
+// in which each thread reads its slice, in memory like the weights' (huge
+// pages), written once so every page is resident.
+class ReadBandwidthProbe {
+ public:
+  ReadBandwidthProbe(size_t threads, size_t bytes)
+      : threads_(std::max<size_t>(threads, 1)),
+        memory_(bytes),
+        buffer_(reinterpret_cast<float*>(memory_.bytes().data()), bytes / sizeof(float)),
+        sums_(threads_ * 16) {
+    std::fill(buffer_.begin(), buffer_.end(), 1.0f);
+  }
+
+  // GB/s: the median of `repetitions` reads after one that warms up. A
+  // median, not a best: this VM has bursts of half as much bandwidth again.
+  double Measure(int repetitions) {
+    const size_t slice = buffer_.size() / threads_;
+    std::vector<double> rates;
+    for (int rep = 0; rep < repetitions + 1; ++rep) {
+      std::vector<std::jthread> workers;
+      const auto start = Clock::now();
+      for (size_t t = 0; t < threads_; ++t) {
+        workers.emplace_back([&, t] { sums_[t * 16] = Sum(buffer_.data() + t * slice, slice); });  // a line per thread
+      }
+      workers.clear();  // joins
+      if (rep > 0) rates.push_back(static_cast<double>(slice * threads_ * sizeof(float)) / Seconds(start) / 1e9);
+    }
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+  }
+
+ private:
+  size_t threads_;
+  HugePageBuffer memory_;
+  std::span<float> buffer_;
+  std::vector<float> sums_;
+};
+
 }  // namespace
 
 double MeasureReadBandwidth(size_t threads, size_t bytes, int repetitions) {
-  threads = std::max<size_t>(threads, 1);
-  // In memory like the weights' (huge pages), written once so every page is resident.
-  const HugePageBuffer memory(bytes);
-  const std::span<float> buffer(reinterpret_cast<float*>(memory.bytes().data()), bytes / sizeof(float));
-  std::fill(buffer.begin(), buffer.end(), 1.0f);
-  const size_t slice = buffer.size() / threads;
-  std::vector<float> sums(threads * 16);  // one cache line per thread
-  std::vector<double> rates;
-  for (int rep = 0; rep < repetitions + 1; ++rep) {  // the first run warms up
-    std::vector<std::jthread> workers;
-    const auto start = Clock::now();
-    for (size_t t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] { sums[t * 16] = Sum(buffer.data() + t * slice, slice); });
-    }
-    workers.clear();  // joins
-    if (rep > 0) rates.push_back(static_cast<double>(slice * threads * sizeof(float)) / Seconds(start) / 1e9);
-  }
-  // The median: this VM's bandwidth has bursts of half as much again that a
-  // best-of figure would take for the machine's.
-  std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
+  return ReadBandwidthProbe(threads, bytes).Measure(repetitions);
 }
 
 double MeasureSgemm(std::span<const MatrixShape> shapes, int64_t tokens, size_t threads, int repetitions) {
@@ -156,8 +174,7 @@ BenchReport RunBench(const BenchOptions& options) {
     report.matmul_flops_per_token = 0;
     for (const MatrixShape& s : shapes) report.matmul_flops_per_token += 2 * s.rows * s.cols * s.count;
 
-    const double bandwidth = MeasureReadBandwidth(static_cast<size_t>(threads), kBandwidthBytes, 7);
-    say("read bandwidth, " + std::to_string(threads) + " thread(s): " + std::to_string(bandwidth) + " GB/s");
+    ReadBandwidthProbe bandwidth_probe(static_cast<size_t>(threads), kBandwidthBytes);
     std::mt19937 rng(42);
 
     // Every depth's start first, then each repetition runs a test at every
@@ -169,8 +186,11 @@ BenchReport RunBench(const BenchOptions& options) {
       if (depth > 0) model.Append(starts.back(), RandomTokens(rng, c.vocab_size, depth));
     }
     std::vector<std::vector<BenchResult>> by_depth(options.depths.size());  // reported depth by depth
-    auto run_test = [&](int tokens, bool prompt, int streams, double yardstick_rate, double yardstick_tokens_per_second,
-                        double work_per_token) {
+    // A prompt's yardstick (sgemm) is measured before the test. Decoding's,
+    // the read bandwidth, is read before every repetition and averaged, so
+    // that it samples the same minutes as the test: this VM's bandwidth
+    // drifts by tens of percent within minutes.
+    auto run_test = [&](int tokens, bool prompt, int streams, double sgemm_gflops) {
       std::vector<BenchResult> at_depth(options.depths.size());
       for (size_t i = 0; i < at_depth.size(); ++i) {
         const int depth = options.depths[i];
@@ -179,7 +199,9 @@ BenchReport RunBench(const BenchOptions& options) {
                  (depth > 0 ? " @ d" + std::to_string(depth) : "");
         r.threads = threads, r.tokens = tokens, r.depth = depth, r.streams = streams, r.prompt = prompt;
       }
+      std::vector<double> bandwidths;
       for (int rep = 0; rep < options.repetitions + 1; ++rep) {  // the first run warms up
+        if (rep > 0 && !prompt) bandwidths.push_back(bandwidth_probe.Measure(3));
         for (size_t i = 0; i < at_depth.size(); ++i) {
           std::vector<Sequence> sequences;
           for (int s = 0; s < streams; ++s) sequences.push_back(starts[i].Clone());
@@ -201,29 +223,29 @@ BenchReport RunBench(const BenchOptions& options) {
           if (rep > 0) at_depth[i].samples.push_back(static_cast<double>(tokens) * streams / Seconds(begin));
         }
       }
+      const auto flops = static_cast<double>(report.matmul_flops_per_token);
+      const auto bytes = static_cast<double>(report.bytes_per_token);
+      const double bandwidth = prompt ? 0.0 : std::accumulate(bandwidths.begin(), bandwidths.end(), 0.0) / bandwidths.size();
+      if (!prompt) say("read bandwidth, " + std::to_string(threads) + " thread(s): " + std::to_string(bandwidth) + " GB/s");
       for (size_t i = 0; i < at_depth.size(); ++i) {
         BenchResult& r = at_depth[i];
         MeanAndDeviation(r);
-        r.yardstick_rate = yardstick_rate;
-        r.yardstick_tokens_per_second = yardstick_tokens_per_second;
-        r.engine_rate = r.mean * work_per_token;
-        r.achieved = r.mean / yardstick_tokens_per_second;
+        r.yardstick_rate = prompt ? sgemm_gflops : bandwidth;
+        // For N streams the roofline is N tokens per reading of the weights.
+        r.yardstick_tokens_per_second = prompt ? sgemm_gflops * 1e9 / flops : streams * bandwidth * 1e9 / bytes;
+        r.engine_rate = prompt ? r.mean * flops / 1e9 : r.mean * bytes / 1e9 / streams;
+        r.achieved = r.mean / r.yardstick_tokens_per_second;
         say(r.test + ", " + std::to_string(threads) + " thread(s): " + std::to_string(r.mean) + " tokens/s");
         by_depth[i].push_back(std::move(r));
       }
     };
     for (int prompt : options.prompt_sizes) {
       if (prompt == 0) continue;
-      const double sgemm = MeasureSgemm(shapes, prompt, static_cast<size_t>(threads), 2);
-      const auto flops = static_cast<double>(report.matmul_flops_per_token);
-      run_test(prompt, true, 1, sgemm, sgemm * 1e9 / flops, flops / 1e9);
+      run_test(prompt, true, 1, MeasureSgemm(shapes, prompt, static_cast<size_t>(threads), 2));
     }
     for (int generate : options.generate_sizes) {
       if (generate == 0) continue;
-      const auto bytes = static_cast<double>(report.bytes_per_token);
-      for (int streams : options.parallel) {
-        run_test(generate, false, streams, bandwidth, streams * bandwidth * 1e9 / bytes, bytes / 1e9 / streams);
-      }
+      for (int streams : options.parallel) run_test(generate, false, streams, 0.0);
     }
     for (auto& results : by_depth) std::move(results.begin(), results.end(), std::back_inserter(report.results));
   }

@@ -25,7 +25,7 @@ void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<u
 
 // y[t * w.rows + r] = row r of w . token t for the rows of groups
 // [group_begin, group_end) of w and every token of x (n rows of w.cols bf16
-// values). w must be bf16, interleaved (core/interleaved.h).
+// values). w must be bf16 in Layout::kBf16Pairs (core/interleaved.h).
 void MatMulBf16Groups(const MatView& w, const uint16_t* x, size_t n, float* y, size_t group_begin, size_t group_end,
                       Bf16Kernel kernel);
 
