@@ -50,4 +50,20 @@ class ThreadPool {
   std::atomic<bool> stopping_{false};
 };
 
+// Below this many values, a loop stays on the caller: waking the workers
+// (microseconds in a VM) would cost more than it saves, so a decode step's
+// rows of a few thousand values are not split.
+inline constexpr size_t kMinParallelValues = size_t{1} << 15;
+
+// pool.ParallelFor(count, fn, grain) for a loop that touches `values` values
+// in all, or fn(0, count) on the caller when they are too few.
+template <typename Fn>
+void ParallelForValues(ThreadPool& pool, size_t count, size_t values, const Fn& fn, size_t grain = 0) {
+  if (values < kMinParallelValues) {
+    if (count > 0) fn(0, count);
+    return;
+  }
+  pool.ParallelFor(count, fn, grain);
+}
+
 }  // namespace hymba

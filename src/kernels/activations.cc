@@ -52,14 +52,10 @@ HWY_EXPORT(MultiplyBySiluRange);
 
 namespace {
 
-// A decode step's few thousand values stay on the caller: waking the pool
-// would cost more than the work.
 template <typename Run>
 void OverPool(size_t n, ThreadPool& pool, const Run& run) {
-  constexpr size_t kMinParallelValues = size_t{1} << 15;
-  constexpr size_t kUnit = 4096;  // values per claim: whole cache lines, whole vectors
-  if (n < kMinParallelValues || pool.size() == 1) return run(0, n);
-  pool.ParallelFor((n + kUnit - 1) / kUnit, [&](size_t begin, size_t end) {
+  constexpr size_t kUnit = 4096;  // values per range: whole cache lines, whole vectors
+  ParallelForValues(pool, (n + kUnit - 1) / kUnit, n, [&](size_t begin, size_t end) {
     run(begin * kUnit, std::min(n, end * kUnit));
   });
 }

@@ -229,9 +229,7 @@ void SplitActivations(const float* x, size_t n, size_t cols, std::vector<float>&
       std::copy(from + chunked, from + cols, to + chunked);
     }
   };
-  constexpr size_t kMinParallelValues = size_t{1} << 16;
-  if (n * cols < kMinParallelValues) return split(0, n);
-  pool.ParallelFor(n, split);
+  ParallelForValues(pool, n, n * cols, split);
 }
 
 }  // namespace

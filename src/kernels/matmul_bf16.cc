@@ -164,9 +164,7 @@ void RoundActivationsToBf16(const float* x, size_t n, size_t cols, std::vector<u
   const auto round = [&](size_t begin, size_t end) {
     for (size_t i = begin * cols; i < end * cols; ++i) out[i] = F32ToBF16(x[i]);
   };
-  constexpr size_t kMinParallelValues = size_t{1} << 16;
-  if (n * cols < kMinParallelValues) return round(0, n);
-  pool.ParallelFor(n, round);
+  ParallelForValues(pool, n, n * cols, round);
 }
 
 void MatMulBf16Groups(const MatView& w, const uint16_t* x, size_t n, float* y, size_t group_begin, size_t group_end,

@@ -298,9 +298,8 @@ void QuantizeActivations(DType weight_type, const float* x, size_t n, size_t col
       out.offsets[block] = -zero_point * sum;
     }
   };
-  constexpr size_t kMinParallelValues = size_t{1} << 16;
-  if (pool == nullptr || n * cols < kMinParallelValues) return run(0, n * out.blocks);
-  pool->ParallelFor(n * out.blocks, run);
+  if (pool == nullptr) return run(0, n * out.blocks);
+  ParallelForValues(*pool, n * out.blocks, n * cols, run);
 }
 
 void MatMulInt8(const MatView& w, const Int8Activations& x, float* y, size_t y_stride, size_t group_begin,

@@ -199,12 +199,9 @@ T* Take(std::vector<T>& v, size_t n) {
 // the second core idle).
 template <typename Fn>
 void ForEachRow(ThreadPool& pool, size_t rows, size_t row_values, const Fn& fn) {
-  constexpr size_t kMinParallelValues = size_t{1} << 15;
-  const auto run = [&](size_t begin, size_t end) {
+  ParallelForValues(pool, rows, rows * row_values, [&](size_t begin, size_t end) {
     for (size_t r = begin; r < end; ++r) fn(r);
-  };
-  if (rows * row_values < kMinParallelValues) return run(0, rows);
-  pool.ParallelFor(rows, run);
+  });
 }
 
 // Causal depthwise conv (kernel d_conv, zero history before position 0) and
@@ -233,15 +230,10 @@ void CausalConv(const Config& c, const LayerWeights& w, ThreadPool& pool, std::v
       }
     }
   };
-  // Whole cache lines of xc per thread; a decode step stays on the caller.
-  constexpr size_t kChannelBlock = 64, kMinParallelValues = size_t{1} << 15;
-  if (n * d_inner < kMinParallelValues) {
-    convolve(0, d_inner);
-  } else {
-    pool.ParallelFor((d_inner + kChannelBlock - 1) / kChannelBlock, [&](size_t begin, size_t end) {
-      convolve(begin * kChannelBlock, std::min(d_inner, end * kChannelBlock));
-    });
-  }
+  constexpr size_t kChannelBlock = 64;  // whole cache lines of xc per thread
+  ParallelForValues(pool, (d_inner + kChannelBlock - 1) / kChannelBlock, n * d_inner, [&](size_t begin, size_t end) {
+    convolve(begin * kChannelBlock, std::min(d_inner, end * kChannelBlock));
+  });
   SiluInPlace(xc, n * d_inner, pool);
   std::vector<float> newest(history * d_inner);
   for (size_t h = 0; h < history; ++h) {
