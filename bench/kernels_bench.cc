@@ -171,10 +171,10 @@ BENCHMARK(BM_SelectiveScanDecode)->Arg(1)->Arg(2)->UseRealTime();
 // plus the meta tokens, at Hymba-1.5B's head sizes (64 for q.k, 128 for v).
 void BM_Attend(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, keys = 1152, heads = static_cast<size_t>(state.range(0));
-  CacheLineVector<float> k(keys * dqk + kKeyTile, 0.2f);
-  std::vector<float> q(heads * dqk, 0.1f), v(keys * dv, 0.3f), scores(heads * keys), out(heads * dv);
+  CacheLineVector<float> k(keys * dqk + kKeyTile, 0.2f), v(keys * dv, 0.3f);
+  std::vector<float> q(heads * dqk, 0.1f), scores(heads * keys), out(heads * dv);
   std::vector<const float*> key_rows(keys), value_rows(keys);
-  for (size_t m = 0; m < keys; ++m) key_rows[m] = &k[KeyTileIndex(m, dqk)], value_rows[m] = &v[m * dv];
+  for (size_t m = 0; m < keys; ++m) key_rows[m] = &k[KeyTileIndex(m, dqk)], value_rows[m] = &v[ValueTileIndex(m, dv)];
   for (auto _ : state) {
     Attend(q.data(), heads, key_rows.data(), value_rows.data(), keys, dqk, dv, 0.125f, scores.data(), out.data());
     benchmark::DoNotOptimize(out.data());
@@ -200,16 +200,16 @@ Element ToElement(float value) {
 // the cache, taken in ranges of 256 keys whose results merge. Every K/V head
 // of 16 layers' caches, so that keys and values come from memory as they do
 // at depth; one thread. bytes/s counts the K/V read. Cache type f32, f16 or
-// q8 (int8 with a scale after each key's and value's row).
+// q8 (int8, with both scales in the key's tile).
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 256;
-  const size_t key_planes = dqk + kRowScaleBytes<Element>, value_row = dv + kRowScaleBytes<Element>;
+  const size_t key_planes = dqk + kKeyScalePlanes<Element>;
   const size_t parts = (keys + range - 1) / range;
   const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
-  const size_t head_keys = (keys + kKeyTile - 1) / kKeyTile * kKeyTile * key_planes;  // one head's whole tiles
-  std::vector<CacheLineVector<Element>> k(layers, CacheLineVector<Element>(kv_heads * head_keys + kKeyTile, key_value));
-  std::vector<std::vector<Element>> v(layers, std::vector<Element>(kv_heads * keys * value_row, value_value));
+  const size_t head_tiles = (keys + kKeyTile - 1) / kKeyTile * kKeyTile;  // one head's slots in whole tiles
+  std::vector<CacheLineVector<Element>> k(layers, CacheLineVector<Element>(kv_heads * head_tiles * key_planes + kKeyTile, key_value));
+  std::vector<CacheLineVector<Element>> v(layers, CacheLineVector<Element>(kv_heads * head_tiles * dv, value_value));
   std::vector<float> q(group * dqk, 0.1f), scores(group * range), part_out(parts * group * dv), out(group * dv);
   std::vector<SoftmaxStats> stats(parts * group);
   std::vector<const Element*> key_rows(keys), value_rows(keys);
@@ -217,8 +217,8 @@ void BM_AttendDecode(benchmark::State& state) {
     for (size_t layer = 0; layer < layers; ++layer) {
       for (size_t g = 0; g < kv_heads; ++g) {
         for (size_t m = 0; m < keys; ++m) {
-          key_rows[m] = &k[layer][g * head_keys + KeyTileIndex(m, key_planes)];
-          value_rows[m] = &v[layer][(g * keys + m) * value_row];
+          key_rows[m] = &k[layer][g * head_tiles * key_planes + KeyTileIndex(m, key_planes)];
+          value_rows[m] = &v[layer][g * head_tiles * dv + ValueTileIndex(m, dv)];
         }
         for (size_t p = 0; p < parts; ++p) {
           const size_t first = p * range, size = std::min(keys, first + range) - first;
@@ -232,7 +232,7 @@ void BM_AttendDecode(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
-  const size_t bytes = layers * kv_heads * keys * (key_planes + value_row) * sizeof(Element);
+  const size_t bytes = layers * kv_heads * keys * (key_planes + dv) * sizeof(Element);
   state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AttendDecode<float>)->UseRealTime();

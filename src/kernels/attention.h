@@ -3,7 +3,9 @@
 // values in one call, each key and value read once for all those heads.
 #pragma once
 
+#include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -23,29 +25,58 @@ constexpr size_t KeyTileIndex(size_t index, size_t dqk) {
   return index / kKeyTile * kKeyTile * dqk + index % kKeyTile;
 }
 
-// Cache type q8: a key or value row (one position, one K/V head) as int8 with
-// one f32 scale, symmetric (element = scale * q, |q| <= 127). The scale's four
-// bytes follow the row: in a key tile as four more planes after the dqk
-// dimensions (byte b of each lane's scale in plane dqk + b, so a key's pointer
-// reaches its scale as it reaches its dimensions), and after the dv values of
-// a value row. Q8ScaleByte and Q8Scale are the one definition of that order.
-inline constexpr size_t kQ8ScaleBytes = 4;
-// Elements a stored row of T carries after its values: the q8 scale's bytes.
-template <typename T>
-inline constexpr size_t kRowScaleBytes = std::is_same_v<T, int8_t> ? kQ8ScaleBytes : 0;
-inline int8_t Q8ScaleByte(float scale, size_t b) {
-  return static_cast<int8_t>(static_cast<uint8_t>(std::bit_cast<uint32_t>(scale) >> (8 * b)));
+// Values are stored in the same tiles of kKeyTile positions, in slices of
+// ValueSliceWidth(dv) elements, slice-major ([slice][kKeyTile][width]): the
+// kernel's pass over one slice of a tile's values reads them as one stream
+// (rows of dv elements made it stride across them, and a decode step at depth
+// read its K/V at half the memory bandwidth). Value `index` of a run of tiles
+// starts at ValueTileIndex(index, dv) and its element i is
+// ValueElementOffset(i, dv) further on.
+inline constexpr size_t kValueSlice = 32;
+// The largest divisor of dv up to kValueSlice: slices fill the row exactly.
+constexpr size_t ValueSliceWidth(size_t dv) {
+  size_t width = dv < kValueSlice ? dv : kValueSlice;
+  while (width > 1 && dv % width != 0) --width;
+  return width;
 }
-inline float Q8Scale(const int8_t* first_byte, size_t byte_stride) {
+constexpr size_t ValueTileIndex(size_t index, size_t dv) {
+  return index / kKeyTile * kKeyTile * dv + index % kKeyTile * ValueSliceWidth(dv);
+}
+constexpr size_t ValueElementOffset(size_t i, size_t dv) {
+  const size_t width = ValueSliceWidth(dv);
+  return i / width * kKeyTile * width + i % width;
+}
+
+// Cache type q8: a key or value row (one position, one K/V head) as int8 with
+// one f32 scale, symmetric (element = scale * q, |q| <= 127). Both scales sit
+// in the key's tile as four byte planes each after its dqk dimensions, key
+// scale first (byte b of each lane's scale in plane dqk + b, the value's in
+// dqk + kQ8ScaleBytes + b), so a key's pointer reaches them as it reaches its
+// dimensions.
+inline constexpr size_t kQ8ScaleBytes = 4;
+// Planes a key tile of T carries after its dimensions: the q8 scales.
+template <typename T>
+inline constexpr size_t kKeyScalePlanes = std::is_same_v<T, int8_t> ? 2 * kQ8ScaleBytes : 0;
+// absmax / 127 of n floats: 0 for zeros, NaN for a row with a NaN or an infinity.
+float Q8RowScale(const float* values, size_t n);
+// The nearest step of `scale` to value, within +-127; 0 for scale 0.
+inline int8_t QuantizeQ8(float value, float scale) {
+  // Divided, not multiplied by 1 / scale: that inverse overflows for a row of
+  // tiny values (absmax below 4e-37), and 0 x inf is NaN. A quotient stays
+  // within about +-127 for any positive scale, subnormal ones included.
+  return static_cast<int8_t>(scale > 0.0f ? std::clamp(std::nearbyint(value / scale), -127.0f, 127.0f) : 0.0f);
+}
+// A scale's four bytes, byte_stride apart, lowest first.
+inline void StoreQ8Scale(float scale, int8_t* first_byte, size_t byte_stride) {
+  for (size_t b = 0; b < kQ8ScaleBytes; ++b) {
+    first_byte[b * byte_stride] = static_cast<int8_t>(static_cast<uint8_t>(std::bit_cast<uint32_t>(scale) >> (8 * b)));
+  }
+}
+inline float LoadQ8Scale(const int8_t* first_byte, size_t byte_stride) {
   uint32_t bits = 0;
   for (size_t b = 0; b < kQ8ScaleBytes; ++b) bits |= uint32_t{static_cast<uint8_t>(first_byte[b * byte_stride])} << (8 * b);
   return std::bit_cast<float>(bits);
 }
-// Quantizes n floats into q (a row with the given stride between elements),
-// followed by the scale's bytes the same stride apart, and returns the scale:
-// absmax / 127, 0 for a row of zeros, NaN (and zeros) for a row with a NaN or
-// an infinity.
-float QuantizeQ8Row(const float* values, size_t n, int8_t* q, size_t stride);
 
 // What a head's softmax saw over its keys: the largest scaled score and the
 // sum of exp(score - max_score). Results over disjoint key ranges merge with it.
@@ -56,9 +87,10 @@ struct SoftmaxStats {
 
 // For each head j < heads: out[j * dv ..] = sum_m softmax_m(scale * q_j . K_m) V_m
 // over the `count` visible positions, where q_j = queries + j * dqk, element i
-// of K_m is key_rows[m][i * kKeyTile] (the tiles above), and V_m =
-// value_rows[m][0, dv); keys and values stored as f32, f16 (cache type f16) or
-// int8 with their scales (cache type q8, above).
+// of K_m is key_rows[m][i * kKeyTile] and element i of V_m is
+// value_rows[m][ValueElementOffset(i, dv)] (the tiles above); keys and values
+// stored as f32, f16 (cache type f16) or int8 with their scales (cache type
+// q8, above).
 // scores: scratch of heads * count. stats, when given, receives each head's
 // softmax statistics. A score is the same whatever `heads` is and wherever its
 // key sits in a tile, so each head's result is too.

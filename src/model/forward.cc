@@ -21,8 +21,7 @@ KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
     : kv_heads_(static_cast<size_t>(config.num_key_value_heads)),
       dqk_(static_cast<size_t>(config.head_dim_qk)),
       dv_(static_cast<size_t>(config.head_dim_v)),
-      key_planes_(dqk_ + kRowScaleBytes<T>),
-      value_row_(dv_ + kRowScaleBytes<T>),
+      key_planes_(dqk_ + kKeyScalePlanes<T>),
       meta_(config.num_memory_tokens),
       ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
 
@@ -32,30 +31,44 @@ size_t KvCacheOf<T>::Slot(int64_t position) const {
   return static_cast<size_t>(meta_ + (position - meta_) % ring_);
 }
 
+namespace {
+
+// One stored element of a K/V row whose q8 scale (if any) is `scale`.
+template <typename T>
+T Encode(float value, [[maybe_unused]] float scale) {
+  if constexpr (std::is_same_v<T, float>) {
+    return value;
+  } else if constexpr (std::is_same_v<T, int8_t>) {
+    return QuantizeQ8(value, scale);
+  } else {
+    return std::bit_cast<T>(F32ToF16(value));
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void KvCacheOf<T>::Append(const float* key, const float* value) {
-  // n floats into a stored row, elements `stride` apart (q8: its scale's
-  // bytes follow, the same stride apart).
-  auto store = [](const float* from, size_t n, T* to, size_t stride) {
-    if constexpr (std::is_same_v<T, int8_t>) {
-      QuantizeQ8Row(from, n, to, stride);
-    } else {
-      for (size_t i = 0; i < n; ++i) {
-        if constexpr (std::is_same_v<T, float>) {
-          to[i * stride] = from[i];
-        } else {
-          to[i * stride] = std::bit_cast<T>(F32ToF16(from[i]));
-        }
-      }
-    }
-  };
   const auto index = static_cast<size_t>(positions_ - committed_);
-  if (index % kKeyTile == 0) scratch_keys_.resize((index / kKeyTile + 1) * kKeyTile * kv_heads_ * key_planes_ + kKeyTile);
-  scratch_values_.resize(scratch_values_.size() + kv_heads_ * value_row_);
-  T* value_rows = &scratch_values_[index * kv_heads_ * value_row_];
+  if (index % kKeyTile == 0) {  // a new tile of positions
+    const size_t tiles = index / kKeyTile + 1;
+    scratch_keys_.resize(tiles * kKeyTile * kv_heads_ * key_planes_ + kKeyTile);
+    scratch_values_.resize(tiles * kKeyTile * kv_heads_ * dv_);
+  }
   for (size_t head = 0; head < kv_heads_; ++head) {
-    store(&key[head * dqk_], dqk_, &scratch_keys_[ScratchKeyIndex(index, head)], kKeyTile);
-    store(&value[head * dv_], dv_, &value_rows[head * value_row_], 1);
+    const float* head_key = &key[head * dqk_];
+    const float* head_value = &value[head * dv_];
+    T* stored_key = &scratch_keys_[ScratchKeyIndex(index, head)];
+    T* stored_value = &scratch_values_[ScratchValueIndex(index, head)];
+    float key_scale = 0.0f, value_scale = 0.0f;
+    if constexpr (std::is_same_v<T, int8_t>) {
+      key_scale = Q8RowScale(head_key, dqk_);
+      value_scale = Q8RowScale(head_value, dv_);
+      StoreQ8Scale(key_scale, stored_key + dqk_ * kKeyTile, kKeyTile);
+      StoreQ8Scale(value_scale, stored_key + (dqk_ + kQ8ScaleBytes) * kKeyTile, kKeyTile);
+    }
+    for (size_t i = 0; i < dqk_; ++i) stored_key[i * kKeyTile] = Encode<T>(head_key[i], key_scale);
+    for (size_t i = 0; i < dv_; ++i) stored_value[ValueElementOffset(i, dv_)] = Encode<T>(head_value[i], value_scale);
   }
   ++positions_;
 }
@@ -66,8 +79,18 @@ size_t KvCacheOf<T>::ScratchKeyIndex(size_t index, size_t kv_head) const {
 }
 
 template <typename T>
+size_t KvCacheOf<T>::ScratchValueIndex(size_t index, size_t kv_head) const {
+  return (index / kKeyTile * kv_heads_ + kv_head) * kKeyTile * dv_ + ValueTileIndex(index % kKeyTile, dv_);
+}
+
+template <typename T>
 size_t KvCacheOf<T>::BlockKeyIndex(size_t slot, size_t kv_head) const {
   return kv_head * kBlockSlots * key_planes_ + KeyTileIndex(slot % kBlockSlots, key_planes_);
+}
+
+template <typename T>
+size_t KvCacheOf<T>::BlockValueIndex(size_t slot, size_t kv_head) const {
+  return kv_head * kBlockSlots * dv_ + ValueTileIndex(slot % kBlockSlots, dv_);
 }
 
 template <typename T>
@@ -78,11 +101,11 @@ void KvCacheOf<T>::Rows(int64_t first, size_t count, size_t kv_head, const T** k
     if (position >= committed_) {
       const auto index = static_cast<size_t>(position - committed_);
       keys[n] = &scratch_keys_[ScratchKeyIndex(index, kv_head)];
-      values[n] = &scratch_values_[(index * kv_heads_ + kv_head) * value_row_];
+      values[n] = &scratch_values_[ScratchValueIndex(index, kv_head)];
       continue;
     }
     keys[n] = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, kv_head)];
-    values[n] = &value_blocks_[slot / kBlockSlots][(kv_head * kBlockSlots + slot % kBlockSlots) * value_row_];
+    values[n] = &value_blocks_[slot / kBlockSlots][BlockValueIndex(slot, kv_head)];
     ++slot;
     if (ring_ > 0 && slot == static_cast<size_t>(meta_ + ring_)) slot = static_cast<size_t>(meta_);
   }
@@ -96,7 +119,7 @@ void KvCacheOf<T>::Commit() {
     const size_t slot = Slot(position);
     while (slot / kBlockSlots >= key_blocks_.size()) {
       key_blocks_.emplace_back(kBlockSlots * kv_heads_ * key_planes_ + kKeyTile);
-      value_blocks_.emplace_back(kBlockSlots * kv_heads_ * value_row_);
+      value_blocks_.emplace_back(kBlockSlots * kv_heads_ * dv_);
     }
     slots_used_ = std::max(slots_used_, slot + 1);
     for (size_t head = 0; head < kv_heads_; ++head) {  // still in the scratch: position >= committed_
@@ -104,8 +127,11 @@ void KvCacheOf<T>::Commit() {
       Rows(position, 1, head, &key, &value);
       T* stored = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, head)];
       for (size_t i = 0; i < key_planes_; ++i) stored[i * kKeyTile] = key[i * kKeyTile];
-      std::copy_n(value, value_row_,
-                  &value_blocks_[slot / kBlockSlots][(head * kBlockSlots + slot % kBlockSlots) * value_row_]);
+      T* stored_value = &value_blocks_[slot / kBlockSlots][BlockValueIndex(slot, head)];
+      const size_t width = ValueSliceWidth(dv_);
+      for (size_t i = 0; i < dv_; i += width) {
+        std::copy_n(value + ValueElementOffset(i, dv_), width, stored_value + ValueElementOffset(i, dv_));
+      }
     }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.
@@ -116,12 +142,12 @@ void KvCacheOf<T>::Commit() {
 
 template <typename T>
 size_t KvCacheOf<T>::bytes() const {
-  return slots_used_ * kv_heads_ * (key_planes_ + value_row_) * sizeof(T);
+  return slots_used_ * kv_heads_ * (key_planes_ + dv_) * sizeof(T);
 }
 
 template <typename T>
 size_t KvCacheOf<T>::held_bytes() const {
-  return key_blocks_.size() * kBlockSlots * kv_heads_ * (key_planes_ + value_row_) * sizeof(T);  // not the tile padding
+  return key_blocks_.size() * kBlockSlots * kv_heads_ * (key_planes_ + dv_) * sizeof(T);  // not the tile padding
 }
 
 template class KvCacheOf<float>;

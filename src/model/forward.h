@@ -43,12 +43,17 @@ class KvCacheOf {
 
  private:
   size_t Slot(int64_t position) const;
-  size_t BlockKeyIndex(size_t slot, size_t kv_head) const;      // in key_blocks_[slot / kBlockSlots]
-  size_t ScratchKeyIndex(size_t index, size_t kv_head) const;  // in scratch_keys_, index = position - committed_
+  // Where a slot's key and value start in key_blocks_[slot / kBlockSlots] and
+  // value_blocks_[slot / kBlockSlots], and a chunk's entry (index = position
+  // - committed_) in the scratch.
+  size_t BlockKeyIndex(size_t slot, size_t kv_head) const;
+  size_t BlockValueIndex(size_t slot, size_t kv_head) const;
+  size_t ScratchKeyIndex(size_t index, size_t kv_head) const;
+  size_t ScratchValueIndex(size_t index, size_t kv_head) const;
   size_t kv_heads_, dqk_, dv_;
-  // Elements a key takes in its tile ([plane][kKeyTile]) and a value row
-  // takes: the head dimensions, and for q8 the scale's bytes after them.
-  size_t key_planes_, value_row_;
+  // Elements a key takes in its tile ([plane][kKeyTile]): the head
+  // dimensions, and for q8 the two scales' bytes after them.
+  size_t key_planes_;
   int64_t meta_;
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
   int64_t positions_ = 0;
@@ -59,14 +64,15 @@ class KvCacheOf {
   // than the sequence has used, whatever sliding_window a config names.
   // Inside a block each K/V head has its own run of slots, so a decode step
   // reads one head's keys (and values) as one stream, not a slice of every
-  // row; its keys are in the attention kernel's tiles (kernels/attention.h).
+  // row; keys and values are in the attention kernel's tiles
+  // (kernels/attention.h).
   static constexpr size_t kBlockSlots = 256;
   static_assert(kBlockSlots % kKeyTile == 0, "a block holds whole key tiles");
   std::vector<CacheLineVector<T>> key_blocks_;    // [block][kv head][key tiles of the block's slots] + tile padding
-  std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][slot in block][value_row_]
+  std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][value tiles of the block's slots]
   size_t slots_used_ = 0;
   CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][key_planes_][kKeyTile] + tile padding
-  std::vector<T> scratch_values_;  // [positions_ - committed_][kv head][value_row_]
+  std::vector<T> scratch_values_;  // [tile of positions_ - committed_][kv head][value tile]
 };
 using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>, KvCacheOf<int8_t>>;
 

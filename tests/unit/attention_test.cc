@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -20,6 +21,16 @@ struct KeyTiles {
   KeyTiles(size_t slots, size_t dqk_) : dqk(dqk_), data(KeyTileIndex((slots + kKeyTile - 1) / kKeyTile * kKeyTile, dqk_) + kKeyTile) {}
   T* key(size_t slot) { return &data[KeyTileIndex(slot, dqk)]; }
   size_t dqk;
+  std::vector<T> data;
+};
+
+// Values of `slots` cache slots in the kernel's tiles.
+template <typename T>
+struct ValueTiles {
+  ValueTiles(size_t slots, size_t dv_) : dv(dv_), data((slots + kKeyTile - 1) / kKeyTile * kKeyTile * dv_) {}
+  T* value(size_t slot) { return &data[ValueTileIndex(slot, dv)]; }
+  T& at(size_t slot, size_t i) { return value(slot)[ValueElementOffset(i, dv)]; }
+  size_t dv;
   std::vector<T> data;
 };
 
@@ -43,7 +54,9 @@ std::vector<double> DoubleLoopAttention(const std::vector<float>& queries, size_
     }
     for (double& w : weights) sum += (w = std::exp(w - max_score));
     for (size_t i = 0; i < dv; ++i) {
-      for (size_t m = 0; m < count; ++m) out[j * dv + i] += weights[m] / sum * Decoded(value_rows[m][i]);
+      for (size_t m = 0; m < count; ++m) {
+        out[j * dv + i] += weights[m] / sum * Decoded(value_rows[m][ValueElementOffset(i, dv)]);
+      }
     }
   }
   return out;
@@ -62,14 +75,14 @@ TEST(Attend, MatchesDoubleLoopOnEveryTarget) {
               // arbitrary lane, wrapping around) or scattered over the pool.
               const size_t slots = count + 7;
               KeyTiles<float> keys(slots, dqk);
-              std::vector<float> values(slots * dv);
+              ValueTiles<float> values(slots, dv);
               for (float& v : keys.data) v = normal(rng);
-              for (float& v : values) v = normal(rng);
+              for (float& v : values.data) v = normal(rng);
               std::vector<const float*> key_rows, value_rows;
               for (size_t m = 0; m < count; ++m) {
                 const size_t slot = ring ? (m + 11) % slots : (m * 5 + 3) % slots;
                 key_rows.push_back(keys.key(slot));
-                value_rows.push_back(&values[slot * dv]);
+                value_rows.push_back(values.value(slot));
               }
               std::vector<float> queries(heads * dqk);
               for (float& v : queries) v = 4.0f * normal(rng);  // sharp softmax
@@ -108,21 +121,22 @@ TEST(Attend, ResultDoesNotDependOnTilePlacement) {
     std::mt19937 rng(6);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     const size_t heads = 5, dqk = 64, dv = 128, count = 45;
-    std::vector<float> key_values(count * dqk), values(count * dv), queries(heads * dqk);
+    std::vector<float> key_values(count * dqk), value_values(count * dv), queries(heads * dqk);
     for (float& v : key_values) v = normal(rng);
-    for (float& v : values) v = normal(rng);
+    for (float& v : value_values) v = normal(rng);
     for (float& v : queries) v = 3.0f * normal(rng);
-    std::vector<const float*> value_rows;
-    for (size_t m = 0; m < count; ++m) value_rows.push_back(&values[m * dv]);
     std::vector<float> first_out;
     for (size_t first_slot : {0, 1, 7, 15, 16, 30}) {
       for (size_t gap_after : {count, size_t{3}, size_t{20}}) {  // a jump in the slots splits a run
         KeyTiles<float> keys(first_slot + count + 40, dqk);
-        std::vector<const float*> key_rows;
+        ValueTiles<float> values(first_slot + count + 40, dv);
+        std::vector<const float*> key_rows, value_rows;
         for (size_t m = 0; m < count; ++m) {
-          float* key = keys.key(first_slot + m + (m >= gap_after ? 9 : 0));
+          const size_t slot = first_slot + m + (m >= gap_after ? 9 : 0);
+          float* key = keys.key(slot);
           for (size_t i = 0; i < dqk; ++i) key[i * kKeyTile] = key_values[m * dqk + i];
-          key_rows.push_back(key);
+          for (size_t i = 0; i < dv; ++i) values.at(slot, i) = value_values[m * dv + i];
+          key_rows.push_back(key), value_rows.push_back(values.value(slot));
         }
         std::vector<float> scores(heads * count), out(heads * dv);
         Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.3f, scores.data(),
@@ -141,12 +155,13 @@ TEST(Attend, RangesMergeIntoTheWholeList) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const size_t heads = 5, dqk = 64, dv = 128, count = 300;
   KeyTiles<float> keys(count, dqk);
-  std::vector<float> values(count * dv), queries(heads * dqk);
+  ValueTiles<float> values(count, dv);
+  std::vector<float> queries(heads * dqk);
   for (float& v : keys.data) v = normal(rng);
-  for (float& v : values) v = normal(rng);
+  for (float& v : values.data) v = normal(rng);
   for (float& v : queries) v = 3.0f * normal(rng);
   std::vector<const float*> key_rows, value_rows;
-  for (size_t m = 0; m < count; ++m) key_rows.push_back(keys.key(m)), value_rows.push_back(&values[m * dv]);
+  for (size_t m = 0; m < count; ++m) key_rows.push_back(keys.key(m)), value_rows.push_back(values.value(m));
   std::vector<float> scores(heads * count), whole(heads * dv);
   Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.125f, scores.data(),
          whole.data());
@@ -184,14 +199,14 @@ TEST(Attend, F16KeysAndValuesMatchDoubleLoopOnEveryTarget) {
         for (size_t dv : {7, 128}) {
           for (size_t count : {1, 33}) {
             KeyTiles<hwy::float16_t> keys(count + 3, dqk);  // from lane 3: a partial run first
-            std::vector<hwy::float16_t> values(count * dv);
+            ValueTiles<hwy::float16_t> values(count + 3, dv);
             auto fill = [&](std::vector<hwy::float16_t>& rows) {
               for (hwy::float16_t& v : rows) v = std::bit_cast<hwy::float16_t>(F32ToF16(normal(rng)));
             };
             fill(keys.data);
-            fill(values);
+            fill(values.data);
             std::vector<const hwy::float16_t*> key_rows, value_rows;
-            for (size_t m = 0; m < count; ++m) key_rows.push_back(keys.key(m + 3)), value_rows.push_back(&values[m * dv]);
+            for (size_t m = 0; m < count; ++m) key_rows.push_back(keys.key(m + 3)), value_rows.push_back(values.value(m + 3));
             std::vector<float> queries(heads * dqk);
             for (float& v : queries) v = 2.0f * normal(rng);
             std::vector<float> scores(heads * count), out(heads * dv);
@@ -211,66 +226,108 @@ TEST(Attend, F16KeysAndValuesMatchDoubleLoopOnEveryTarget) {
 }
 
 // Cache type q8: rows of int8 with one f32 scale each.
-TEST(QuantizeQ8Row, RoundsToTheNearestStepOfAbsmaxOver127) {
+TEST(QuantizeQ8, RoundsToTheNearestStepOfAbsmaxOver127) {
   const std::vector<float> row = {0.5f, -2.54f, 1.0f, 0.0f, 2.54f, -0.061f};
-  std::vector<int8_t> q((row.size() + kQ8ScaleBytes) * 3, 77);
-  const float scale = QuantizeQ8Row(row.data(), row.size(), q.data(), 3);
+  const float scale = Q8RowScale(row.data(), row.size());
   EXPECT_FLOAT_EQ(scale, 2.54f / 127);
   const std::vector<int> expected = {25, -127, 50, 0, 127, -3};  // steps of 2.54 / 127 = 0.02
   for (size_t i = 0; i < row.size(); ++i) {
-    EXPECT_LE(std::fabs(q[i * 3] * scale - row[i]), scale / 2 * 1.0001f) << i;
-    EXPECT_EQ(q[i * 3], expected[i]) << i;
-    EXPECT_EQ(q[i * 3 + 1], 77);  // the stride's gaps untouched
+    const int8_t q = QuantizeQ8(row[i], scale);
+    EXPECT_LE(std::fabs(q * scale - row[i]), scale / 2 * 1.0001f) << i;
+    EXPECT_EQ(q, expected[i]) << i;
   }
+  EXPECT_EQ(QuantizeQ8(1000.0f, scale), 127);  // clamped
+  EXPECT_EQ(QuantizeQ8(-1000.0f, scale), -127);
   const std::vector<float> zeros(4, 0.0f), overflowed = {1.0f, INFINITY, 2.0f}, nan = {NAN, 1.0f};
-  EXPECT_EQ(QuantizeQ8Row(zeros.data(), zeros.size(), q.data(), 1), 0.0f);
-  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(Q8RowScale(zeros.data(), zeros.size()), 0.0f);
+  EXPECT_EQ(QuantizeQ8(0.0f, 0.0f), 0);
   // Tiny values, subnormal ones too: 1 / scale would overflow, the quotient does not.
   for (const std::vector<float>& tiny : {std::vector<float>{1e-38f, 0.0f, -5e-39f}, std::vector<float>{1e-40f, 0.0f}}) {
-    const float tiny_scale = QuantizeQ8Row(tiny.data(), tiny.size(), q.data(), 1);
+    const float tiny_scale = Q8RowScale(tiny.data(), tiny.size());
     EXPECT_GT(tiny_scale, 0.0f);
-    EXPECT_EQ(q[0], 127);
-    EXPECT_EQ(q[1], 0);
+    EXPECT_EQ(QuantizeQ8(tiny[0], tiny_scale), 127);
+    EXPECT_EQ(QuantizeQ8(tiny[1], tiny_scale), 0);
   }
-  EXPECT_TRUE(std::isnan(QuantizeQ8Row(overflowed.data(), overflowed.size(), q.data(), 1)));
-  EXPECT_TRUE(std::isnan(QuantizeQ8Row(nan.data(), nan.size(), q.data(), 1)));
+  const float overflowed_scale = Q8RowScale(overflowed.data(), overflowed.size());
+  EXPECT_TRUE(std::isnan(overflowed_scale));
+  EXPECT_TRUE(std::isnan(Q8RowScale(nan.data(), nan.size())));
+  EXPECT_EQ(QuantizeQ8(1.0f, overflowed_scale), 0);  // the row's NaN scale carries the overflow
   for (const float scale_value : {0.0f, 1e-30f, 3.25f, -1.5f, INFINITY}) {
-    std::vector<int8_t> bytes(kQ8ScaleBytes * 5);
-    for (size_t b = 0; b < kQ8ScaleBytes; ++b) bytes[b * 5] = Q8ScaleByte(scale_value, b);
-    EXPECT_EQ(Q8Scale(bytes.data(), 5), scale_value);
+    std::vector<int8_t> bytes(kQ8ScaleBytes * 5, 77);
+    StoreQ8Scale(scale_value, bytes.data(), 5);
+    EXPECT_EQ(LoadQ8Scale(bytes.data(), 5), scale_value);
+    EXPECT_EQ(bytes[1], 77);  // the stride's gaps untouched
   }
 }
 
-// q8 keys (tiles with the scale planes) and values (rows with the scale
-// after them) give the double loop over the values they stand for, on every
-// target, tails included, and the same bits wherever a key sits in its tile.
+// Values in tiles: every element of every slot has its own place, and the
+// slices of a tile cover its values exactly, for widths that divide dv and
+// for dv that no width up to kValueSlice divides but 1.
+TEST(ValueTiles, EveryElementHasItsOwnPlace) {
+  for (size_t dv : {1, 7, 8, 16, 32, 40, 64, 96, 128, 37}) {
+    const size_t width = ValueSliceWidth(dv);
+    EXPECT_EQ(dv % width, 0u) << dv;
+    EXPECT_LE(width, kValueSlice);
+    const size_t slots = 3 * kKeyTile;
+    std::vector<int> seen(slots * dv, 0);
+    for (size_t slot = 0; slot < slots; ++slot) {
+      for (size_t i = 0; i < dv; ++i) {
+        const size_t at = ValueTileIndex(slot, dv) + ValueElementOffset(i, dv);
+        ASSERT_LT(at, seen.size()) << "dv " << dv << " slot " << slot << " element " << i;
+        ++seen[at];
+        // A slice of a tile is one run: the same element of the next slot in
+        // the tile is one slice width on.
+        if (slot % kKeyTile + 1 < kKeyTile) {
+          EXPECT_EQ(ValueTileIndex(slot + 1, dv) + ValueElementOffset(i, dv), at + width);
+        }
+      }
+    }
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<std::ptrdiff_t>(seen.size())) << dv;
+  }
+  EXPECT_EQ(ValueSliceWidth(128), 32u);
+  EXPECT_EQ(ValueSliceWidth(40), 20u);
+  EXPECT_EQ(ValueSliceWidth(7), 7u);
+  EXPECT_EQ(ValueSliceWidth(37), 1u);
+}
+
+// q8 keys and values (tiles, with both scales in the key's planes) give the
+// double loop over the values they stand for, on every target, tails
+// included, and the same bits wherever a key sits in its tile.
 TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
     for (size_t heads : {1, 5}) {
       for (size_t dqk : {1, 7, 20, 64}) {
-        for (size_t dv : {7, 128}) {
+        for (size_t dv : {7, 40, 128}) {
           for (size_t count : {1, 33}) {
             std::vector<float> first_out;
             for (size_t first_slot : {0, 3, 14}) {
               std::mt19937 same(9);  // the same keys and values for every placement
-              KeyTiles<int8_t> keys(first_slot + count, dqk + kQ8ScaleBytes);
+              KeyTiles<int8_t> keys(first_slot + count, dqk + kKeyScalePlanes<int8_t>);
+              ValueTiles<int8_t> values(first_slot + count, dv);
               KeyTiles<float> decoded_keys(count, dqk);
-              const size_t value_row = dv + kQ8ScaleBytes;
-              std::vector<int8_t> values(count * value_row);
-              std::vector<float> decoded_values(count * dv), row(std::max(dqk, dv));
+              ValueTiles<float> decoded_values(count, dv);
+              std::vector<float> row(std::max(dqk, dv));
               std::vector<const int8_t*> key_rows, value_rows;
               std::vector<const float*> decoded_key_rows, decoded_value_rows;
               for (size_t m = 0; m < count; ++m) {
-                int8_t* key = keys.key(first_slot + m);
+                const size_t slot = first_slot + m;
+                int8_t* key = keys.key(slot);
                 for (size_t i = 0; i < dqk; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
-                const float key_scale = QuantizeQ8Row(row.data(), dqk, key, kKeyTile);
-                for (size_t i = 0; i < dqk; ++i) decoded_keys.key(m)[i * kKeyTile] = static_cast<float>(key[i * kKeyTile]) * key_scale;
-                int8_t* value = &values[m * value_row];
+                const float key_scale = Q8RowScale(row.data(), dqk);
+                StoreQ8Scale(key_scale, key + dqk * kKeyTile, kKeyTile);
+                for (size_t i = 0; i < dqk; ++i) {
+                  key[i * kKeyTile] = QuantizeQ8(row[i], key_scale);
+                  decoded_keys.key(m)[i * kKeyTile] = static_cast<float>(key[i * kKeyTile]) * key_scale;
+                }
                 for (size_t i = 0; i < dv; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
-                const float value_scale = QuantizeQ8Row(row.data(), dv, value, 1);
-                for (size_t i = 0; i < dv; ++i) decoded_values[m * dv + i] = static_cast<float>(value[i]) * value_scale;
-                key_rows.push_back(key), value_rows.push_back(value);
-                decoded_key_rows.push_back(decoded_keys.key(m)), decoded_value_rows.push_back(&decoded_values[m * dv]);
+                const float value_scale = Q8RowScale(row.data(), dv);
+                StoreQ8Scale(value_scale, key + (dqk + kQ8ScaleBytes) * kKeyTile, kKeyTile);
+                for (size_t i = 0; i < dv; ++i) {
+                  values.at(slot, i) = QuantizeQ8(row[i], value_scale);
+                  decoded_values.at(m, i) = static_cast<float>(values.at(slot, i)) * value_scale;
+                }
+                key_rows.push_back(key), value_rows.push_back(values.value(slot));
+                decoded_key_rows.push_back(decoded_keys.key(m)), decoded_value_rows.push_back(decoded_values.value(m));
               }
               std::vector<float> queries(heads * dqk);
               std::mt19937 query_rng(heads * 1000 + dqk);
