@@ -23,16 +23,10 @@ void ScanChannels(D d, const ScanInputs& in, size_t ch) {
   const auto threshold = hn::Set(d, 20.0f);  // softplus is linear above 20, as in torch
   const auto bias = hn::LoadU(d, in.dt_bias + ch);
   const auto d_skip = hn::LoadU(d, in.d_skip + ch);
-  // A decode step reads each of the d_state rows of state and A once, 2 x 16
-  // streams too many for the hardware prefetcher: fetch the channels a few
-  // vectors on.
-  constexpr size_t kAhead = 64;
-  if (ch + kAhead < in.d_inner) {
-    for (size_t s = 0; s < in.d_state; ++s) {
-      __builtin_prefetch(in.state + s * in.d_inner + ch + kAhead, 1, 3);
-      __builtin_prefetch(in.a + s * in.d_inner + ch + kAhead, 0, 3);
-    }
-  }
+  // Row s of this vector's state and A: `width` channels on from row s - 1.
+  const size_t block = ch / kScanBlock * kScanBlock, width = std::min(kScanBlock, in.d_inner - block);
+  float* const state = in.state + ScanIndex(0, ch, in.d_inner, in.d_state);
+  const float* const a = in.a + ScanIndex(0, ch, in.d_inner, in.d_state);
   for (size_t t = 0; t < in.steps; ++t) {
     const size_t row = t * in.d_inner + ch;
     const auto pre = hn::Add(hn::LoadU(d, in.delta_pre + row), bias);
@@ -43,8 +37,8 @@ void ScanChannels(D d, const ScanInputs& in, size_t ch) {
     const float* c = in.c + t * in.bc_stride;
     auto y = hn::Mul(d_skip, x);
     for (size_t s = 0; s < in.d_state; ++s) {
-      float* h_ptr = in.state + s * in.d_inner + ch;
-      const auto decay = hn::Exp(d, hn::Mul(delta, hn::LoadU(d, in.a + s * in.d_inner + ch)));
+      float* h_ptr = state + s * width;
+      const auto decay = hn::Exp(d, hn::Mul(delta, hn::LoadU(d, a + s * width)));
       const auto h = hn::MulAdd(decay, hn::LoadU(d, h_ptr), hn::Mul(delta_x, hn::Set(d, b[s])));
       hn::StoreU(h, d, h_ptr);
       y = hn::MulAdd(h, hn::Set(d, c[s]), y);
@@ -73,15 +67,14 @@ namespace hymba {
 HWY_EXPORT(ScanRange);
 
 void SelectiveScan(const ScanInputs& in, ThreadPool& pool) {
-  constexpr size_t kBlock = 16;  // channels per work unit: whole vectors on every target
-  const size_t blocks = (in.d_inner + kBlock - 1) / kBlock;
+  // Work units of whole blocks: whole vectors on every target.
+  const size_t blocks = (in.d_inner + kScanBlock - 1) / kScanBlock;
   auto run = [&](size_t begin, size_t end) {
-    HWY_DYNAMIC_DISPATCH(ScanRange)(in, begin * kBlock, std::min(in.d_inner, end * kBlock));
+    HWY_DYNAMIC_DISPATCH(ScanRange)(in, begin * kScanBlock, std::min(in.d_inner, end * kScanBlock));
   };
   // A decode step of Hymba-1.5B (3,200 channels x 16 states) goes to the
   // pool too: its state and A, 410 KB, come from memory (the weights read
-  // since the last token evicted them), 40 us a layer for one thread without
-  // prefetch (BM_SelectiveScanDecode). Tiny models stay on the caller.
+  // since the last token evicted them). Tiny models stay on the caller.
   if (in.steps * in.d_inner * in.d_state < (size_t{1} << 13)) {
     run(0, blocks);
   } else {

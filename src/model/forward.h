@@ -81,7 +81,7 @@ struct SequenceState {
   struct Layer {
     std::vector<KvCache> kv;  // one entry for a KV-owning layer, none for a consumer
     std::vector<float> conv;  // [d_conv - 1, d_inner] newest pre-conv inputs, oldest first
-    std::vector<float> ssm;   // [d_state, d_inner]
+    std::vector<float> ssm;   // d_state x d_inner, in the scan's blocks (kernels/scan.h)
   };
   int64_t positions = 0;  // positions processed so far, meta tokens included
   std::vector<Layer> layers;

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "hymba/error.h"
+#include "kernels/scan.h"
 
 namespace hymba {
 namespace {
@@ -95,7 +96,10 @@ LayerWeights BindLayer(const Config& c, int layer, Binder& bind) {
   const std::vector<float> a_log = bind.Vector(p + "mamba.A_log.0", {d_inner, d_state});
   w.a.resize(a_log.size());
   for (int64_t ch = 0; ch < d_inner; ++ch) {
-    for (int64_t s = 0; s < d_state; ++s) w.a[static_cast<size_t>(s * d_inner + ch)] = -std::exp(a_log[static_cast<size_t>(ch * d_state + s)]);
+    for (int64_t s = 0; s < d_state; ++s) {
+      w.a[ScanIndex(static_cast<size_t>(s), static_cast<size_t>(ch), static_cast<size_t>(d_inner), static_cast<size_t>(d_state))] =
+          -std::exp(a_log[static_cast<size_t>(ch * d_state + s)]);
+    }
   }
   w.d_skip = bind.Vector(p + "mamba.D.0", {d_inner});
   if (c.mamba_inner_layernorms) {

@@ -21,7 +21,7 @@ struct LayerWeights {
   MatView x_proj;                   // [dt_rank + 2 d_state, d_inner]
   MatView dt_proj;                  // [d_inner, dt_rank]
   std::vector<float> dt_bias;       // [d_inner], added inside the softplus
-  std::vector<float> a;             // [d_state, d_inner] = -exp(A_log), transposed for the scan
+  std::vector<float> a;             // -exp(A_log) in the scan's blocks (kernels/scan.h)
   std::vector<float> d_skip;        // [d_inner]
   std::vector<float> dt_norm, b_norm, c_norm;  // [dt_rank], [d_state], [d_state]; empty without inner norms
   std::vector<float> q_norm, k_norm;           // [head_dim_qk]; empty unless kq_norm is "rms"

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -11,6 +12,27 @@
 
 namespace hymba {
 namespace {
+
+// Every (state, channel) has its own place in d_state x d_inner elements, and
+// a block's channels are consecutive in each of its rows.
+TEST(SelectiveScan, BlocksHoldEveryStateOnce) {
+  for (size_t d_inner : {1, 5, 16, 37, 300, 3200}) {
+    for (size_t d_state : {1, 16, 17}) {
+      std::vector<int> seen(d_inner * d_state, 0);
+      for (size_t ch = 0; ch < d_inner; ++ch) {
+        for (size_t s = 0; s < d_state; ++s) {
+          const size_t at = ScanIndex(s, ch, d_inner, d_state);
+          ASSERT_LT(at, seen.size()) << d_inner << " " << d_state << " " << s << " " << ch;
+          ++seen[at];
+          if ((ch + 1) % kScanBlock != 0 && ch + 1 < d_inner) {
+            EXPECT_EQ(ScanIndex(s, ch + 1, d_inner, d_state), at + 1);
+          }
+        }
+      }
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<std::ptrdiff_t>(seen.size()));
+    }
+  }
+}
 
 TEST(SelectiveScan, MatchesDoubleLoopOnEveryTarget) {
   ThreadPool pool(2);
@@ -55,8 +77,9 @@ TEST(SelectiveScan, MatchesDoubleLoopOnEveryTarget) {
               const double xv = x[t * d_inner + ch];
               double y = d_skip[ch] * xv;
               for (size_t s = 0; s < d_state; ++s) {
-                double& hs = h[s * d_inner + ch];
-                hs = std::exp(delta * a[s * d_inner + ch]) * hs + delta * bc[t * bc_stride + s] * xv;
+                const size_t at = ScanIndex(s, ch, d_inner, d_state);  // the state's and A's layout
+                double& hs = h[at];
+                hs = std::exp(delta * a[at]) * hs + delta * bc[t * bc_stride + s] * xv;
                 y += hs * bc[t * bc_stride + d_state + s];
               }
               const double zv = z[t * z_stride + ch];
