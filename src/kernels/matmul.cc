@@ -203,18 +203,22 @@ namespace {
 
 // Runs run(begin, end) over [0, items) on the pool, in units of whole items
 // claimed by the threads as they go: about 16 per thread, so a thread slowed
-// by the memory system leaves its share to the others, but none reading less
-// than kMinUnitBytes of the matrix's `bytes`: each unit is a stream of its
-// own, and a decode step's small products (dt_proj's 640 KB in f16, x_proj's
-// 450 KB in q8_0) cut in 32 spent their time starting streams (dt_proj from
-// 1.5 to 1.0 ms per token with q8_0 weights on Zen 4). Waking the workers
-// costs microseconds: small products run on the caller.
+// by the memory system leaves its share to the others. A product of a few
+// tokens streams its matrix (`bytes`), and then no unit reads less than
+// kMinUnitBytes of it: each unit is a stream of its own, and a decode step's
+// small products (dt_proj's 640 KB in f16, x_proj's 450 KB in q8_0) cut in
+// 32 spent their time starting streams (dt_proj from 1.5 to 1.0 ms per token
+// with q8_0 weights on Zen 4). A prompt's products are arithmetic, and keep
+// the finer units that balance the threads. Waking the workers costs
+// microseconds: small products run on the caller.
 template <typename Run>
-void SplitOverPool(ThreadPool& pool, size_t items, size_t work, size_t bytes, const Run& run) {
+void SplitOverPool(ThreadPool& pool, size_t items, size_t n, size_t work, size_t bytes, const Run& run) {
   constexpr size_t kMinParallelWork = size_t{1} << 18;
+  constexpr size_t kStreamingTokens = 8;  // fewer tokens than this: bound by reading the matrix
   constexpr size_t kMinUnitBytes = size_t{128} << 10;
   if (work < kMinParallelWork || pool.size() == 1) return run(0, items);
-  const size_t units = std::clamp(bytes / kMinUnitBytes, pool.size(), pool.size() * 16);
+  const size_t most = pool.size() * 16;
+  const size_t units = n < kStreamingTokens ? std::clamp(bytes / kMinUnitBytes, pool.size(), most) : most;
   pool.ParallelFor(items, run, (items + units - 1) / units);
 }
 
@@ -250,7 +254,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
     Int8Activations& activations = caller_activations;
     const Int8Kernel kernel = BestInt8Kernel();
     QuantizeActivations(w.type, x, n, w.cols, activations, &pool, kernel);
-    SplitOverPool(pool, groups, work, bytes, [&](size_t begin, size_t end) {
+    SplitOverPool(pool, groups, n, work, bytes, [&](size_t begin, size_t end) {
       MatMulInt8(w, activations, y, w.rows, begin, end, kernel);
     });
     return;
@@ -261,7 +265,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
     std::vector<uint16_t>& activations = caller_activations;
     RoundActivationsToBf16(x, n, w.cols, activations, pool);
     const Bf16Kernel kernel = BestBf16Kernel();
-    SplitOverPool(pool, groups, work, bytes, [&](size_t begin, size_t end) {
+    SplitOverPool(pool, groups, n, work, bytes, [&](size_t begin, size_t end) {
       MatMulBf16Groups(w, activations.data(), n, y, begin, end, kernel);
     });
     return;
@@ -269,7 +273,7 @@ void MatMul(const MatView& w, const float* x, size_t n, float* y, ThreadPool& po
   thread_local std::vector<float> caller_activations;  // see above
   std::vector<float>& activations = caller_activations;
   SplitActivations(x, n, w.cols, activations, pool);
-  SplitOverPool(pool, groups, work, bytes, [&](size_t begin, size_t end) {
+  SplitOverPool(pool, groups, n, work, bytes, [&](size_t begin, size_t end) {
     HWY_DYNAMIC_DISPATCH(FloatMatMulGroups)(w, activations.data(), n, y, begin, end);
   });
 }
