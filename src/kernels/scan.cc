@@ -23,8 +23,7 @@ void ScanChannels(D d, const ScanInputs& in, size_t ch) {
   const auto threshold = hn::Set(d, 20.0f);  // softplus is linear above 20, as in torch
   const auto bias = hn::LoadU(d, in.dt_bias + ch);
   const auto d_skip = hn::LoadU(d, in.d_skip + ch);
-  // Row s of this vector's state and A: `width` channels on from row s - 1.
-  const size_t block = ch / kScanBlock * kScanBlock, width = std::min(kScanBlock, in.d_inner - block);
+  const size_t width = ScanBlockWidth(ch, in.d_inner);  // from row s of state and A to row s + 1
   float* const state = in.state + ScanIndex(0, ch, in.d_inner, in.d_state);
   const float* const a = in.a + ScanIndex(0, ch, in.d_inner, in.d_state);
   for (size_t t = 0; t < in.steps; ++t) {

@@ -14,9 +14,13 @@ namespace hymba {
 // stretch of memory. State-major over all channels, it read 2 x 16 streams
 // that the prefetchers could not follow.
 inline constexpr size_t kScanBlock = 16;
+// Channels in the block of channel ch: the step from one of its rows to the next.
+constexpr size_t ScanBlockWidth(size_t ch, size_t d_inner) {
+  return std::min(kScanBlock, d_inner - ch / kScanBlock * kScanBlock);
+}
 constexpr size_t ScanIndex(size_t s, size_t ch, size_t d_inner, size_t d_state) {
   const size_t block = ch / kScanBlock * kScanBlock;
-  return block * d_state + s * std::min(kScanBlock, d_inner - block) + (ch - block);
+  return block * d_state + s * ScanBlockWidth(ch, d_inner) + (ch - block);
 }
 
 // For each step t and channel ch, with delta = softplus(delta_pre + dt_bias):
