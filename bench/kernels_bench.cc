@@ -171,10 +171,10 @@ BENCHMARK(BM_SelectiveScanDecode)->Arg(1)->Arg(2)->UseRealTime();
 // plus the meta tokens, at Hymba-1.5B's head sizes (64 for q.k, 128 for v).
 void BM_Attend(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, keys = 1152, heads = static_cast<size_t>(state.range(0));
-  CacheLineVector<float> k(keys * dqk + kKeyTile, 0.2f), v(keys * dv, 0.3f);
+  CacheLineVector<float> k(keys * dqk + kKeyPadding<float>, 0.2f), v(keys * dv, 0.3f);
   std::vector<float> q(heads * dqk, 0.1f), scores(heads * keys), out(heads * dv);
   std::vector<const float*> key_rows(keys), value_rows(keys);
-  for (size_t m = 0; m < keys; ++m) key_rows[m] = &k[KeyTileIndex(m, dqk)], value_rows[m] = &v[ValueTileIndex(m, dv)];
+  for (size_t m = 0; m < keys; ++m) key_rows[m] = &k[KeyTileIndex<float>(m, dqk)], value_rows[m] = &v[ValueTileIndex<float>(m, dv)];
   for (auto _ : state) {
     Attend(q.data(), heads, key_rows.data(), value_rows.data(), keys, dqk, dv, 0.125f, scores.data(), out.data());
     benchmark::DoNotOptimize(out.data());
@@ -204,11 +204,11 @@ Element ToElement(float value) {
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 256;
-  const size_t key_planes = dqk + kKeyScalePlanes<Element>;
+  const size_t key_planes = KeyPlanes<Element>(dqk);
   const size_t parts = (keys + range - 1) / range;
   const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
   const size_t head_tiles = (keys + kKeyTile - 1) / kKeyTile * kKeyTile;  // one head's slots in whole tiles
-  std::vector<CacheLineVector<Element>> k(layers, CacheLineVector<Element>(kv_heads * head_tiles * key_planes + kKeyTile, key_value));
+  std::vector<CacheLineVector<Element>> k(layers, CacheLineVector<Element>(kv_heads * head_tiles * key_planes + kKeyPadding<Element>, key_value));
   std::vector<CacheLineVector<Element>> v(layers, CacheLineVector<Element>(kv_heads * head_tiles * dv, value_value));
   std::vector<float> q(group * dqk, 0.1f), scores(group * range), part_out(parts * group * dv), out(group * dv);
   std::vector<SoftmaxStats> stats(parts * group);
@@ -217,8 +217,8 @@ void BM_AttendDecode(benchmark::State& state) {
     for (size_t layer = 0; layer < layers; ++layer) {
       for (size_t g = 0; g < kv_heads; ++g) {
         for (size_t m = 0; m < keys; ++m) {
-          key_rows[m] = &k[layer][g * head_tiles * key_planes + KeyTileIndex(m, key_planes)];
-          value_rows[m] = &v[layer][g * head_tiles * dv + ValueTileIndex(m, dv)];
+          key_rows[m] = &k[layer][g * head_tiles * key_planes + KeyTileIndex<Element>(m, key_planes)];
+          value_rows[m] = &v[layer][g * head_tiles * dv + ValueTileIndex<Element>(m, dv)];
         }
         for (size_t p = 0; p < parts; ++p) {
           const size_t first = p * range, size = std::min(keys, first + range) - first;

@@ -21,7 +21,7 @@ KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
     : kv_heads_(static_cast<size_t>(config.num_key_value_heads)),
       dqk_(static_cast<size_t>(config.head_dim_qk)),
       dv_(static_cast<size_t>(config.head_dim_v)),
-      key_planes_(dqk_ + kKeyScalePlanes<T>),
+      key_planes_(KeyPlanes<T>(dqk_)),
       meta_(config.num_memory_tokens),
       ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
 
@@ -52,7 +52,7 @@ void KvCacheOf<T>::Append(const float* key, const float* value) {
   const auto index = static_cast<size_t>(positions_ - committed_);
   if (index % kKeyTile == 0) {  // a new tile of positions
     const size_t tiles = index / kKeyTile + 1;
-    scratch_keys_.resize(tiles * kKeyTile * kv_heads_ * key_planes_ + kKeyTile);
+    scratch_keys_.resize(tiles * kKeyTile * kv_heads_ * key_planes_ + kKeyPadding<T>);
     scratch_values_.resize(tiles * kKeyTile * kv_heads_ * dv_);
   }
   for (size_t head = 0; head < kv_heads_; ++head) {
@@ -64,33 +64,34 @@ void KvCacheOf<T>::Append(const float* key, const float* value) {
     if constexpr (std::is_same_v<T, int8_t>) {
       key_scale = Q8RowScale(head_key, dqk_);
       value_scale = Q8RowScale(head_value, dv_);
-      StoreQ8Scale(key_scale, stored_key + dqk_ * kKeyTile, kKeyTile);
-      StoreQ8Scale(value_scale, stored_key + (dqk_ + kQ8ScaleBytes) * kKeyTile, kKeyTile);
+      StoreQ8Scale(key_scale, stored_key, Q8KeyScalePlane(dqk_));
+      StoreQ8Scale(value_scale, stored_key, Q8ValueScalePlane(dqk_));
+      if (dqk_ % 2 != 0) stored_key[KeyPlaneOffset<T>(dqk_)] = 0;  // the pair's missing dimension
     }
-    for (size_t i = 0; i < dqk_; ++i) stored_key[i * kKeyTile] = Encode<T>(head_key[i], key_scale);
-    for (size_t i = 0; i < dv_; ++i) stored_value[ValueElementOffset(i, dv_)] = Encode<T>(head_value[i], value_scale);
+    for (size_t i = 0; i < dqk_; ++i) stored_key[KeyPlaneOffset<T>(i)] = Encode<T>(head_key[i], key_scale);
+    for (size_t i = 0; i < dv_; ++i) stored_value[ValueElementOffset<T>(i, dv_)] = Encode<T>(head_value[i], value_scale);
   }
   ++positions_;
 }
 
 template <typename T>
 size_t KvCacheOf<T>::ScratchKeyIndex(size_t index, size_t kv_head) const {
-  return KeyTileIndex(index, kv_heads_ * key_planes_) + kv_head * kKeyTile * key_planes_;
+  return KeyTileIndex<T>(index, kv_heads_ * key_planes_) + kv_head * kKeyTile * key_planes_;
 }
 
 template <typename T>
 size_t KvCacheOf<T>::ScratchValueIndex(size_t index, size_t kv_head) const {
-  return (index / kKeyTile * kv_heads_ + kv_head) * kKeyTile * dv_ + ValueTileIndex(index % kKeyTile, dv_);
+  return (index / kKeyTile * kv_heads_ + kv_head) * kKeyTile * dv_ + ValueTileIndex<T>(index % kKeyTile, dv_);
 }
 
 template <typename T>
 size_t KvCacheOf<T>::BlockKeyIndex(size_t slot, size_t kv_head) const {
-  return kv_head * kBlockSlots * key_planes_ + KeyTileIndex(slot % kBlockSlots, key_planes_);
+  return kv_head * kBlockSlots * key_planes_ + KeyTileIndex<T>(slot % kBlockSlots, key_planes_);
 }
 
 template <typename T>
 size_t KvCacheOf<T>::BlockValueIndex(size_t slot, size_t kv_head) const {
-  return kv_head * kBlockSlots * dv_ + ValueTileIndex(slot % kBlockSlots, dv_);
+  return kv_head * kBlockSlots * dv_ + ValueTileIndex<T>(slot % kBlockSlots, dv_);
 }
 
 template <typename T>
@@ -118,7 +119,7 @@ void KvCacheOf<T>::Commit() {
     if (evicted) continue;
     const size_t slot = Slot(position);
     while (slot / kBlockSlots >= key_blocks_.size()) {
-      key_blocks_.emplace_back(kBlockSlots * kv_heads_ * key_planes_ + kKeyTile);
+      key_blocks_.emplace_back(kBlockSlots * kv_heads_ * key_planes_ + kKeyPadding<T>);
       value_blocks_.emplace_back(kBlockSlots * kv_heads_ * dv_);
     }
     slots_used_ = std::max(slots_used_, slot + 1);
@@ -126,12 +127,9 @@ void KvCacheOf<T>::Commit() {
       const T *key, *value;
       Rows(position, 1, head, &key, &value);
       T* stored = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, head)];
-      for (size_t i = 0; i < key_planes_; ++i) stored[i * kKeyTile] = key[i * kKeyTile];
+      for (size_t i = 0; i < key_planes_; ++i) stored[KeyPlaneOffset<T>(i)] = key[KeyPlaneOffset<T>(i)];
       T* stored_value = &value_blocks_[slot / kBlockSlots][BlockValueIndex(slot, head)];
-      const size_t width = ValueSliceWidth(dv_);
-      for (size_t i = 0; i < dv_; i += width) {
-        std::copy_n(value + ValueElementOffset(i, dv_), width, stored_value + ValueElementOffset(i, dv_));
-      }
+      for (size_t i = 0; i < dv_; ++i) stored_value[ValueElementOffset<T>(i, dv_)] = value[ValueElementOffset<T>(i, dv_)];
     }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.

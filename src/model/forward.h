@@ -39,7 +39,7 @@ class KvCacheOf {
 
   int64_t positions() const { return positions_; }
   size_t bytes() const;       // persistent slots in use, not counting the scratch
-  size_t held_bytes() const;  // the blocks allocated for them (less 16 elements of key padding per block)
+  size_t held_bytes() const;  // the blocks allocated for them (less the key padding of each block)
 
  private:
   size_t Slot(int64_t position) const;
@@ -51,8 +51,8 @@ class KvCacheOf {
   size_t ScratchKeyIndex(size_t index, size_t kv_head) const;
   size_t ScratchValueIndex(size_t index, size_t kv_head) const;
   size_t kv_heads_, dqk_, dv_;
-  // Elements a key takes in its tile ([plane][kKeyTile]): the head
-  // dimensions, and for q8 the two scales' bytes after them.
+  // Elements a key takes in its tile (KeyPlanes<T>: the head dimensions,
+  // and for q8 a zero to pair an odd count and the two scales' bytes).
   size_t key_planes_;
   int64_t meta_;
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
@@ -68,10 +68,10 @@ class KvCacheOf {
   // (kernels/attention.h).
   static constexpr size_t kBlockSlots = 256;
   static_assert(kBlockSlots % kKeyTile == 0, "a block holds whole key tiles");
-  std::vector<CacheLineVector<T>> key_blocks_;    // [block][kv head][key tiles of the block's slots] + tile padding
+  std::vector<CacheLineVector<T>> key_blocks_;    // [block][kv head][key tiles of the block's slots] + kKeyPadding
   std::vector<CacheLineVector<T>> value_blocks_;  // [block][kv head][value tiles of the block's slots]
   size_t slots_used_ = 0;
-  CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][key_planes_][kKeyTile] + tile padding
+  CacheLineVector<T> scratch_keys_;  // [tile of positions_ - committed_][kv head][key tile] + kKeyPadding
   std::vector<T> scratch_values_;  // [tile of positions_ - committed_][kv head][value tile]
 };
 using KvCache = std::variant<KvCacheOf<float>, KvCacheOf<hwy::float16_t>, KvCacheOf<int8_t>>;

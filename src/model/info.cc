@@ -9,9 +9,10 @@ namespace {
 bool Grows(const Config& c, int owner) { return !c.HasSlidingWindow() || c.KeepsFullHistory(owner); }
 
 // kv_row_bytes: what each K/V head's key or value row of a position adds to
-// its values (a q8 row's scale).
-CacheLayout MakeLayout(const Config& c, std::string name, int kv_bytes, int kv_row_bytes, int state_bytes,
-                       int64_t conv_columns, int64_t window_entries) {
+// its values (a q8 row's scale); key_pad_bytes: what each K/V head's key row
+// adds to pair its dimensions (q8, kernels/attention.h).
+CacheLayout MakeLayout(const Config& c, std::string name, int kv_bytes, int kv_row_bytes, int key_pad_bytes,
+                       int state_bytes, int64_t conv_columns, int64_t window_entries) {
   CacheLayout layout;
   layout.name = std::move(name);
   layout.kv_bytes_per_value = kv_bytes;
@@ -19,7 +20,8 @@ CacheLayout MakeLayout(const Config& c, std::string name, int kv_bytes, int kv_r
   layout.conv_bytes_per_value = state_bytes;
   layout.conv_columns = conv_columns;
   layout.window_entries = window_entries;
-  layout.kv_bytes_per_token_per_owner = (c.k_width + c.v_width) * kv_bytes + 2 * c.num_key_value_heads * kv_row_bytes;
+  layout.kv_bytes_per_token_per_owner =
+      (c.k_width + c.v_width) * kv_bytes + c.num_key_value_heads * (2 * kv_row_bytes + key_pad_bytes);
   for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
     if (!c.IsOwner(layer)) continue;
     layout.filling_bytes_per_token += layout.kv_bytes_per_token_per_owner;
@@ -88,12 +90,12 @@ ModelReport DescribeModel(const Config& c, bool separate_lm_head, CacheType cach
   const int64_t window = std::max<int64_t>(c.sliding_window, 0);
   // The official cache keeps the window's newest W keys at decode; this engine
   // keeps W + 1 so that every query sees the training-time mask (E3).
-  report.official = MakeLayout(c, "official HF (bf16)", 2, 0, 2, c.mamba_d_conv, window);
+  report.official = MakeLayout(c, "official HF (bf16)", 2, 0, 0, 2, c.mamba_d_conv, window);
   const int64_t conv_columns = c.mamba_d_conv - 1;
   switch (cache) {
-    case CacheType::kF32: report.engine = MakeLayout(c, "hymba.cpp (f32)", 4, 0, 4, conv_columns, window + 1); break;
-    case CacheType::kF16: report.engine = MakeLayout(c, "hymba.cpp (f16 K/V)", 2, 0, 4, conv_columns, window + 1); break;
-    case CacheType::kQ8: report.engine = MakeLayout(c, "hymba.cpp (q8 K/V)", 1, 4, 4, conv_columns, window + 1); break;
+    case CacheType::kF32: report.engine = MakeLayout(c, "hymba.cpp (f32)", 4, 0, 0, 4, conv_columns, window + 1); break;
+    case CacheType::kF16: report.engine = MakeLayout(c, "hymba.cpp (f16 K/V)", 2, 0, 0, 4, conv_columns, window + 1); break;
+    case CacheType::kQ8: report.engine = MakeLayout(c, "hymba.cpp (q8 K/V)", 1, 4, c.head_dim_qk % 2, 4, conv_columns, window + 1); break;
   }
   report.llama32_3b_bytes_per_token = 28 * 2 * 8 * 128 * 2;
   return report;

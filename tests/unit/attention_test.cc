@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -18,9 +20,11 @@ namespace {
 // Keys of `slots` cache slots in the kernel's tiles, padding included.
 template <typename T>
 struct KeyTiles {
-  KeyTiles(size_t slots, size_t dqk_) : dqk(dqk_), data(KeyTileIndex((slots + kKeyTile - 1) / kKeyTile * kKeyTile, dqk_) + kKeyTile) {}
-  T* key(size_t slot) { return &data[KeyTileIndex(slot, dqk)]; }
-  size_t dqk;
+  KeyTiles(size_t slots, size_t dqk)
+      : planes(KeyPlanes<T>(dqk)), data(KeyTileIndex<T>((slots + kKeyTile - 1) / kKeyTile * kKeyTile, planes) + kKeyPadding<T>) {}
+  T* key(size_t slot) { return &data[KeyTileIndex<T>(slot, planes)]; }
+  T& at(size_t slot, size_t i) { return key(slot)[KeyPlaneOffset<T>(i)]; }
+  size_t planes;
   std::vector<T> data;
 };
 
@@ -28,8 +32,8 @@ struct KeyTiles {
 template <typename T>
 struct ValueTiles {
   ValueTiles(size_t slots, size_t dv_) : dv(dv_), data((slots + kKeyTile - 1) / kKeyTile * kKeyTile * dv_) {}
-  T* value(size_t slot) { return &data[ValueTileIndex(slot, dv)]; }
-  T& at(size_t slot, size_t i) { return value(slot)[ValueElementOffset(i, dv)]; }
+  T* value(size_t slot) { return &data[ValueTileIndex<T>(slot, dv)]; }
+  T& at(size_t slot, size_t i) { return value(slot)[ValueElementOffset<T>(i, dv)]; }
   size_t dv;
   std::vector<T> data;
 };
@@ -49,13 +53,13 @@ std::vector<double> DoubleLoopAttention(const std::vector<float>& queries, size_
     double max_score = -INFINITY, sum = 0;
     for (size_t m = 0; m < count; ++m) {
       double dot = 0;
-      for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * Decoded(key_rows[m][i * kKeyTile]);
+      for (size_t i = 0; i < dqk; ++i) dot += static_cast<double>(queries[j * dqk + i]) * Decoded(key_rows[m][KeyPlaneOffset<T>(i)]);
       max_score = std::max(max_score, weights[m] = dot * scale);
     }
     for (double& w : weights) sum += (w = std::exp(w - max_score));
     for (size_t i = 0; i < dv; ++i) {
       for (size_t m = 0; m < count; ++m) {
-        out[j * dv + i] += weights[m] / sum * Decoded(value_rows[m][ValueElementOffset(i, dv)]);
+        out[j * dv + i] += weights[m] / sum * Decoded(value_rows[m][ValueElementOffset<T>(i, dv)]);
       }
     }
   }
@@ -134,7 +138,7 @@ TEST(Attend, ResultDoesNotDependOnTilePlacement) {
         for (size_t m = 0; m < count; ++m) {
           const size_t slot = first_slot + m + (m >= gap_after ? 9 : 0);
           float* key = keys.key(slot);
-          for (size_t i = 0; i < dqk; ++i) key[i * kKeyTile] = key_values[m * dqk + i];
+          for (size_t i = 0; i < dqk; ++i) keys.at(slot, i) = key_values[m * dqk + i];
           for (size_t i = 0; i < dv; ++i) values.at(slot, i) = value_values[m * dv + i];
           key_rows.push_back(key), value_rows.push_back(values.value(slot));
         }
@@ -253,17 +257,21 @@ TEST(QuantizeQ8, RoundsToTheNearestStepOfAbsmaxOver127) {
   EXPECT_TRUE(std::isnan(Q8RowScale(nan.data(), nan.size())));
   EXPECT_EQ(QuantizeQ8(1.0f, overflowed_scale), 0);  // the row's NaN scale carries the overflow
   for (const float scale_value : {0.0f, 1e-30f, 3.25f, -1.5f, INFINITY}) {
-    std::vector<int8_t> bytes(kQ8ScaleBytes * 5, 77);
-    StoreQ8Scale(scale_value, bytes.data(), 5);
-    EXPECT_EQ(LoadQ8Scale(bytes.data(), 5), scale_value);
-    EXPECT_EQ(bytes[1], 77);  // the stride's gaps untouched
+    std::vector<int8_t> tile(KeyPlaneOffset<int8_t>(8), 77);  // a key at lane 0, planes 2..5 hold the scale
+    StoreQ8Scale(scale_value, tile.data(), 2);
+    EXPECT_EQ(LoadQ8Scale(tile.data(), 2), scale_value);
+    EXPECT_EQ(tile[KeyPlaneOffset<int8_t>(1)], 77);  // the planes before and the next lane's bytes untouched
+    EXPECT_EQ(tile[KeyPlaneOffset<int8_t>(2) + 2], 77);
+    EXPECT_EQ(tile[KeyPlaneOffset<int8_t>(6)], 77);
   }
 }
 
 // Values in tiles: every element of every slot has its own place, and the
 // slices of a tile cover its values exactly, for widths that divide dv and
-// for dv that no width up to kValueSlice divides but 1.
-TEST(ValueTiles, EveryElementHasItsOwnPlace) {
+// for dv that no width up to kValueSlice divides but 1; q8 pairs the slots of
+// a tile (kernels/attention.h).
+template <typename T>
+void ExpectEveryValueElementHasItsOwnPlace() {
   for (size_t dv : {1, 7, 8, 16, 32, 40, 64, 96, 128, 37}) {
     const size_t width = ValueSliceWidth(dv);
     EXPECT_EQ(dv % width, 0u) << dv;
@@ -271,23 +279,100 @@ TEST(ValueTiles, EveryElementHasItsOwnPlace) {
     const size_t slots = 3 * kKeyTile;
     std::vector<int> seen(slots * dv, 0);
     for (size_t slot = 0; slot < slots; ++slot) {
+      const size_t lane = slot % kKeyTile;
+      // The second of a q8 pair is the only odd place: the kernel finds pairs by it.
+      EXPECT_EQ(ValueTileIndex<T>(slot, dv) % 2, (std::is_same_v<T, int8_t> ? lane : lane * width) % 2);
       for (size_t i = 0; i < dv; ++i) {
-        const size_t at = ValueTileIndex(slot, dv) + ValueElementOffset(i, dv);
+        const size_t at = ValueTileIndex<T>(slot, dv) + ValueElementOffset<T>(i, dv);
         ASSERT_LT(at, seen.size()) << "dv " << dv << " slot " << slot << " element " << i;
         ++seen[at];
+        if (lane + 1 == kKeyTile) continue;
         // A slice of a tile is one run: the same element of the next slot in
-        // the tile is one slice width on.
-        if (slot % kKeyTile + 1 < kKeyTile) {
-          EXPECT_EQ(ValueTileIndex(slot + 1, dv) + ValueElementOffset(i, dv), at + width);
+        // the tile is one slice width on (q8: the pair's second is next to
+        // its first, and the next pair two widths on).
+        const size_t next = ValueTileIndex<T>(slot + 1, dv) + ValueElementOffset<T>(i, dv);
+        if constexpr (std::is_same_v<T, int8_t>) {
+          EXPECT_EQ(next, lane % 2 == 0 ? at + 1 : at - 1 + 2 * width);
+        } else {
+          EXPECT_EQ(next, at + width);
         }
       }
     }
     EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<std::ptrdiff_t>(seen.size())) << dv;
   }
+}
+
+TEST(ValueTiles, EveryElementHasItsOwnPlace) {
+  ExpectEveryValueElementHasItsOwnPlace<float>();
+  ExpectEveryValueElementHasItsOwnPlace<int8_t>();
   EXPECT_EQ(ValueSliceWidth(128), 32u);
   EXPECT_EQ(ValueSliceWidth(40), 20u);
   EXPECT_EQ(ValueSliceWidth(7), 7u);
   EXPECT_EQ(ValueSliceWidth(37), 1u);
+}
+
+// Keys in tiles: every plane of every slot has its own place, for f32 and for
+// q8's pairs of planes (an odd dimension count gains a plane).
+template <typename T>
+void ExpectEveryKeyPlaneHasItsOwnPlace() {
+  for (size_t dqk : {1, 7, 20, 64}) {
+    const size_t planes = KeyPlanes<T>(dqk), slots = 3 * kKeyTile;
+    EXPECT_EQ(planes, (std::is_same_v<T, int8_t> ? dqk + dqk % 2 + 8 : dqk));
+    std::vector<int> seen(slots * planes, 0);
+    for (size_t slot = 0; slot < slots; ++slot) {
+      for (size_t p = 0; p < planes; ++p) {
+        const size_t at = KeyTileIndex<T>(slot, planes) + KeyPlaneOffset<T>(p);
+        ASSERT_LT(at, seen.size()) << "dqk " << dqk << " slot " << slot << " plane " << p;
+        ++seen[at];
+        // One load from a key reads the same plane (pair) of the next keys of its tile.
+        if (slot % kKeyTile + 1 < kKeyTile) {
+          EXPECT_EQ(KeyTileIndex<T>(slot + 1, planes) + KeyPlaneOffset<T>(p), at + kKeyLaneStride<T>);
+        }
+      }
+    }
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<std::ptrdiff_t>(seen.size())) << dqk;
+  }
+}
+
+TEST(KeyTiles, EveryPlaneHasItsOwnPlace) {
+  ExpectEveryKeyPlaneHasItsOwnPlace<float>();
+  ExpectEveryKeyPlaneHasItsOwnPlace<int8_t>();
+}
+
+// How far the q8 kernel's integer products may take one head's output from
+// the double loop over the decoded cache: its query is rounded to int16 steps
+// of absmax / 32767, which moves a score by at most scale x step / 2 x sum|k|,
+// and a convex combination of values by at most twice that times max|v|; each
+// key's weight times its value scale is rounded to int16 steps of its chunk's
+// largest (64 keys), which moves the output by step / 2 x 127 / sum of weights
+// per key.
+double Q8ProductBound(const float* query, const std::vector<const float*>& key_rows,
+                      const std::vector<const float*>& value_rows, size_t dqk, size_t dv, double scale) {
+  const size_t count = key_rows.size();
+  double query_max = 0, value_max = 0, score_error = 0, max_score = -INFINITY;
+  for (size_t i = 0; i < dqk; ++i) query_max = std::max(query_max, std::fabs(static_cast<double>(query[i])));
+  std::vector<double> scores(count), value_scales(count);
+  for (size_t m = 0; m < count; ++m) {
+    double key_sum = 0, dot = 0, row_max = 0;
+    for (size_t i = 0; i < dqk; ++i) {
+      key_sum += std::fabs(key_rows[m][KeyPlaneOffset<float>(i)]);
+      dot += static_cast<double>(query[i]) * key_rows[m][KeyPlaneOffset<float>(i)];
+    }
+    for (size_t i = 0; i < dv; ++i) row_max = std::max(row_max, std::fabs(static_cast<double>(value_rows[m][ValueElementOffset<float>(i, dv)])));
+    score_error = std::max(score_error, scale * query_max / 65534 * key_sum);
+    max_score = std::max(max_score, scores[m] = dot * scale);
+    value_max = std::max(value_max, row_max);
+    value_scales[m] = row_max / 127;
+  }
+  double sum = 0, weight_error = 0;
+  for (double& s : scores) sum += (s = std::exp(s - max_score));
+  for (size_t first = 0; first < count; first += 64) {
+    double chunk_max = 0;
+    const size_t end = std::min(count, first + 64);
+    for (size_t m = first; m < end; ++m) chunk_max = std::max(chunk_max, scores[m] * value_scales[m]);
+    weight_error += static_cast<double>(end - first) * chunk_max / 65534 * 127;
+  }
+  return 2.02 * score_error * value_max + 1.01 * weight_error / sum;
 }
 
 // q8 keys and values (tiles, with both scales in the key's planes) give the
@@ -300,28 +385,31 @@ TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
         for (size_t dv : {7, 40, 128}) {
           for (size_t count : {1, 33}) {
             std::vector<float> first_out;
-            for (size_t first_slot : {0, 3, 14}) {
+            for (const auto& [first_slot, scattered] : {std::pair<size_t, bool>{0, false}, {3, false}, {14, false}, {5, true}}) {
               std::mt19937 same(9);  // the same keys and values for every placement
-              KeyTiles<int8_t> keys(first_slot + count, dqk + kKeyScalePlanes<int8_t>);
-              ValueTiles<int8_t> values(first_slot + count, dv);
+              const size_t slots = first_slot + count + 7;  // 7 is prime to every slot count here
+              KeyTiles<int8_t> keys(slots, dqk);
+              ValueTiles<int8_t> values(slots, dv);
+              std::fill(keys.data.begin(), keys.data.end(), int8_t{-77});  // what no key of the list holds
+              std::fill(values.data.begin(), values.data.end(), int8_t{-77});
               KeyTiles<float> decoded_keys(count, dqk);
               ValueTiles<float> decoded_values(count, dv);
               std::vector<float> row(std::max(dqk, dv));
               std::vector<const int8_t*> key_rows, value_rows;
               std::vector<const float*> decoded_key_rows, decoded_value_rows;
               for (size_t m = 0; m < count; ++m) {
-                const size_t slot = first_slot + m;
+                const size_t slot = scattered ? (m * 7 + first_slot) % slots : first_slot + m;
                 int8_t* key = keys.key(slot);
                 for (size_t i = 0; i < dqk; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
                 const float key_scale = Q8RowScale(row.data(), dqk);
-                StoreQ8Scale(key_scale, key + dqk * kKeyTile, kKeyTile);
+                StoreQ8Scale(key_scale, key, Q8KeyScalePlane(dqk));
                 for (size_t i = 0; i < dqk; ++i) {
-                  key[i * kKeyTile] = QuantizeQ8(row[i], key_scale);
-                  decoded_keys.key(m)[i * kKeyTile] = static_cast<float>(key[i * kKeyTile]) * key_scale;
+                  keys.at(slot, i) = QuantizeQ8(row[i], key_scale);
+                  decoded_keys.at(m, i) = static_cast<float>(keys.at(slot, i)) * key_scale;
                 }
                 for (size_t i = 0; i < dv; ++i) row[i] = std::normal_distribution<float>(0.0f, 1.0f)(same);
                 const float value_scale = Q8RowScale(row.data(), dv);
-                StoreQ8Scale(value_scale, key + (dqk + kQ8ScaleBytes) * kKeyTile, kKeyTile);
+                StoreQ8Scale(value_scale, key, Q8ValueScalePlane(dqk));
                 for (size_t i = 0; i < dv; ++i) {
                   values.at(slot, i) = QuantizeQ8(row[i], value_scale);
                   decoded_values.at(m, i) = static_cast<float>(values.at(slot, i)) * value_scale;
@@ -337,9 +425,12 @@ TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
                      out.data());
               const std::vector<double> expected =
                   DoubleLoopAttention(queries, heads, decoded_key_rows, decoded_value_rows, dqk, dv, 0.3);
-              for (size_t i = 0; i < heads * dv; ++i) {
-                ASSERT_NEAR(out[i], expected[i], 1e-5 * (1 + std::fabs(expected[i])))
-                    << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count;
+              for (size_t j = 0; j < heads; ++j) {
+                const double bound = Q8ProductBound(&queries[j * dqk], decoded_key_rows, decoded_value_rows, dqk, dv, 0.3);
+                for (size_t i = j * dv; i < (j + 1) * dv; ++i) {
+                  ASSERT_NEAR(out[i], expected[i], 1e-5 * (1 + std::fabs(expected[i])) + bound)
+                      << "heads " << heads << " dqk " << dqk << " dv " << dv << " count " << count;
+                }
               }
               if (first_out.empty()) first_out = out;
               ASSERT_EQ(out, first_out) << "first slot " << first_slot;
