@@ -310,6 +310,10 @@ HWY_INLINE hn::Vec<DK> LoadQ8Scales(DK dk, const int8_t* key, size_t first_plane
   return hn::BitCast(dk, bits);
 }
 
+// The first value of the q8 key pair that `value` belongs to (a pair's
+// second value sits at the odd address after it, kernels/attention.h).
+HWY_INLINE const int8_t* PairStart(const int8_t* value) { return value - reinterpret_cast<uintptr_t>(value) % 2; }
+
 // What the q8 kernel keeps between its steps, grown as needed, one per thread.
 struct Q8Scratch {
   std::vector<int16_t> query_steps;  // [head][dqk rounded up to pairs], an odd count's last partner 0
@@ -369,10 +373,10 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
       for (size_t j = 0; j < heads; ++j) dot[j] = hn::Add(dot[j], hn::ConvertTo(dk, sum[j]));
     }
     __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(Q8KeyScalePlane(dqk)), 0, 3);  // both scales' line
-    {
-      const int8_t* values = value_rows[m] - reinterpret_cast<uintptr_t>(value_rows[m]) % 2;
-      for (size_t line = 0; line < kKeyTile * dv; line += 64) __builtin_prefetch(values + line, 0, 2);
-    }
+    // The run's values into L2 while its scores are summed: the weighted sum
+    // reads them after the softmax, and a run's tile is one stretch of memory.
+    const int8_t* values = PairStart(value_rows[m]);
+    for (size_t line = 0; line < kKeyTile * dv; line += 64) __builtin_prefetch(values + line, 0, 2);
     const VK key_scale = LoadQ8Scales(dk, key, Q8KeyScalePlane(dqk));
     hn::StoreU(LoadQ8Scales(dk, key, Q8ValueScalePlane(dqk)), dk, &scratch.value_scales[m]);
     VK score[kHeads];
@@ -411,8 +415,8 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
     const size_t chunk_end = std::min(count, (c + 1) * kQ8WeightChunk);
     std::fill(scratch.sums.begin(), scratch.sums.end(), 0);
     for (size_t k0 = c * kQ8WeightChunk, k1 = 0; k0 < chunk_end; k0 = k1) {
-      const size_t first_lane = reinterpret_cast<uintptr_t>(value_rows[k0]) % 2;  // the second of its pair: 1
-      const int8_t* pair_base = value_rows[k0] - first_lane;
+      const int8_t* pair_base = PairStart(value_rows[k0]);
+      const size_t first_lane = static_cast<size_t>(value_rows[k0] - pair_base);  // 1: the second of its pair
       auto place = [&](size_t lane) { return pair_base + lane / 2 * 2 * width + lane % 2; };
       for (k1 = k0 + 1; k1 < chunk_end && first_lane + (k1 - k0) < kKeyTile && value_rows[k1] == place(first_lane + k1 - k0);) ++k1;
       const size_t lanes_used = first_lane + (k1 - k0), key_pairs = (lanes_used + 1) / 2;
@@ -420,10 +424,6 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
       for (size_t j = 0; j < heads; ++j) std::copy(&scratch.weights[j * count + k0], &scratch.weights[j * count + k1], &run_weights[j][first_lane]);
       for (size_t slice = 0; slice < dv; slice += width) {
         const size_t at = ValueElementOffset<int8_t>(slice, dv);
-        if (k1 < count) {  // the next run's slice into L2, as the f32 kernel does
-          const int8_t* next = value_rows[k1] + at;
-          for (size_t line = 0; line < kKeyTile * width; line += 64) __builtin_prefetch(next + line, 0, 2);
-        }
         int32_t* slice_sums = scratch.sums.data() + slice;
         size_t i = 0;
         for (; i + lanes <= width; i += lanes) {

@@ -129,7 +129,11 @@ void KvCacheOf<T>::Commit() {
       T* stored = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, head)];
       for (size_t i = 0; i < key_planes_; ++i) stored[KeyPlaneOffset<T>(i)] = key[KeyPlaneOffset<T>(i)];
       T* stored_value = &value_blocks_[slot / kBlockSlots][BlockValueIndex(slot, head)];
-      for (size_t i = 0; i < dv_; ++i) stored_value[ValueElementOffset<T>(i, dv_)] = value[ValueElementOffset<T>(i, dv_)];
+      const size_t width = ValueSliceWidth(dv_);
+      for (size_t slice = 0; slice < dv_; slice += width) {
+        const size_t at = ValueElementOffset<T>(slice, dv_);
+        for (size_t e = 0; e < width * kKeyLaneStride<T>; e += kKeyLaneStride<T>) stored_value[at + e] = value[at + e];
+      }
     }
   }
   // Release the scratch (`= {}` would keep its capacity): the next chunk may be one token.
