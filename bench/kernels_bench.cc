@@ -64,6 +64,9 @@ void DecodeAndPrefillShapes(benchmark::internal::Benchmark* b) {
       b->Args({type, 32000, 1600, 1, threads, 0});  // a 100 MB bf16 matrix: the decode step's memory stream
       b->Args({type, 5504, 1600, 512, threads, 0});  // MLP up projection over a 512-token prompt
       b->Args({type, 1600, 5504, 512, threads, 0});  // MLP down projection
+      if (dtype == DType::kF16 || dtype == DType::kBF16) {
+        b->Args({type, 3200, 100, 1, threads, 0});  // dt_proj in a decode step (f16 beside quantized weights)
+      }
     }
   }
   const auto bf16 = static_cast<int>(DType::kBF16);

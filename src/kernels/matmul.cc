@@ -24,21 +24,24 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::CappedTag<float, kFloatChunk / 2>;
 using VF = hn::Vec<DF>;
 
+// Lanes(d) consecutive weights of any float type as f32.
+template <class D, typename T>
+HWY_INLINE hn::Vec<D> LoadFloats(D d, const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(d, p);
+  } else {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+  }
+}
+
 // How a row's chunk of each float storage type (core/interleaved.h) yields
 // f32 vectors of its even and odd columns: part v holds columns 2j (2j + 1)
 // for j in [v Lanes, (v + 1) Lanes). Weights in memory need not be aligned.
 template <typename T>  // float, float16_t: the even columns, then the odd ones
 struct FloatChunk {
-  static HWY_INLINE VF Even(DF df, const T* chunk, size_t v) { return Load(df, chunk + v * hn::Lanes(df)); }
+  static HWY_INLINE VF Even(DF df, const T* chunk, size_t v) { return LoadFloats(df, chunk + v * hn::Lanes(df)); }
   static HWY_INLINE VF Odd(DF df, const T* chunk, size_t v) {
-    return Load(df, chunk + kFloatChunk / 2 + v * hn::Lanes(df));
-  }
-  static HWY_INLINE VF Load(DF df, const T* p) {
-    if constexpr (std::is_same_v<T, float>) {
-      return hn::LoadU(df, p);
-    } else {
-      return hn::PromoteTo(df, hn::LoadU(hn::Rebind<T, DF>(), p));
-    }
+    return LoadFloats(df, chunk + kFloatChunk / 2 + v * hn::Lanes(df));
   }
 };
 
@@ -66,13 +69,12 @@ HWY_INLINE const T* Reloaded(const T* p) {
   return p;
 }
 
-// A weight as f32; weights in memory need not be aligned to their type.
+// One weight as f32, converted by the vector unit: dt_proj's 100 columns
+// leave 4 per row after its chunks, and converting them in software had cost
+// more than the chunks.
 template <typename T>
-float ScalarOf(const T* p) {
-  const auto* bytes = reinterpret_cast<const std::byte*>(p);
-  if constexpr (std::is_same_v<T, float>) return LoadAsF32(DType::kF32, bytes, 0);
-  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) return LoadAsF32(DType::kBF16, bytes, 0);
-  if constexpr (std::is_same_v<T, hwy::float16_t>) return LoadAsF32(DType::kF16, bytes, 0);
+HWY_INLINE float ScalarOf(const T* p) {
+  return hn::GetLane(LoadFloats(hn::CappedTag<float, 1>(), p));
 }
 
 // out[i * kTokens + t] = row i of a group of `lanes` rows . token t, for
@@ -208,17 +210,21 @@ namespace {
 // kMinUnitBytes of it: each unit is a stream of its own, and a decode step's
 // small products (dt_proj's 640 KB in f16, x_proj's 450 KB in q8_0) cut in
 // 32 spent their time starting streams (dt_proj from 1.5 to 1.0 ms per token
-// with q8_0 weights on Zen 4). A prompt's products are arithmetic, and keep
-// the finer units that balance the threads. Waking the workers costs
-// microseconds: small products run on the caller.
+// with q8_0 weights on Zen 4). Their units come in whole rounds, one per
+// thread: 5 units on 2 threads kept one thread waiting a fifth of the time.
+// A prompt's products are arithmetic, and keep the finer units that balance
+// the threads. Waking the workers costs microseconds: small products run on
+// the caller.
 template <typename Run>
 void SplitOverPool(ThreadPool& pool, size_t items, size_t n, size_t work, size_t bytes, const Run& run) {
   constexpr size_t kMinParallelWork = size_t{1} << 18;
   constexpr size_t kStreamingTokens = 8;  // fewer tokens than this: bound by reading the matrix
   constexpr size_t kMinUnitBytes = size_t{128} << 10;
+  constexpr size_t kUnitsPerThread = 16;
   if (work < kMinParallelWork || pool.size() == 1) return run(0, items);
-  const size_t most = pool.size() * 16;
-  const size_t units = n < kStreamingTokens ? std::clamp(bytes / kMinUnitBytes, pool.size(), most) : most;
+  const size_t rounds = n < kStreamingTokens ? std::clamp(bytes / kMinUnitBytes / pool.size(), size_t{1}, kUnitsPerThread)
+                                             : kUnitsPerThread;
+  const size_t units = rounds * pool.size();
   pool.ParallelFor(items, run, (items + units - 1) / units);
 }
 

@@ -1,13 +1,13 @@
 #include "kernels/ops.h"
 
-#include <algorithm>
-#include <vector>
+#include "kernels/sum.h"
+
+#include <cmath>
 
 namespace hymba {
 
 void RmsNorm(const float* x, std::span<const float> weight, size_t width, float eps, float* out) {
-  double sum_squares = 0.0;
-  for (size_t i = 0; i < width; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
+  const double sum_squares = SumOfSquares(x, width);
   const float scale = static_cast<float>(1.0 / std::sqrt(sum_squares / static_cast<double>(width) + eps));
   for (size_t i = 0; i < width; ++i) out[i] = x[i] * scale * (weight.empty() ? 1.0f : weight[i]);
 }
@@ -27,12 +27,6 @@ void ApplyRope(float* head, const float* cos, const float* sin, size_t half) {
     head[i] = first * cos[i] - second * sin[i];
     head[i + half] = second * cos[i] + first * sin[i];
   }
-}
-
-void ApplyRope(float* head, std::span<const float> inv_freq, int64_t position) {
-  std::vector<float> cos(inv_freq.size()), sin(inv_freq.size());
-  RotaryAngles(inv_freq, position, cos.data(), sin.data());
-  ApplyRope(head, cos.data(), sin.data(), inv_freq.size());
 }
 
 }  // namespace hymba

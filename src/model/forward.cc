@@ -263,12 +263,14 @@ void CausalConv(const Config& c, const LayerWeights& w, ThreadPool& pool, std::v
     convolve(begin * kChannelBlock, std::min(d_inner, end * kChannelBlock));
   });
   SiluInPlace(xc, n * d_inner, pool);
-  std::vector<float> newest(history * d_inner);
-  for (size_t h = 0; h < history; ++h) {
-    const ptrdiff_t s = static_cast<ptrdiff_t>(n) - static_cast<ptrdiff_t>(history) + static_cast<ptrdiff_t>(h);
-    std::copy_n(input(s), d_inner, &newest[h * d_inner]);
+  // The newest `history` inputs, in place: the state's own newest rows move
+  // to the front (a forward copy, safe as they move down), the chunk's follow.
+  const size_t kept = n < history ? history - n : 0;
+  std::copy(conv_state.begin() + static_cast<ptrdiff_t>((history - kept) * d_inner), conv_state.end(),
+            conv_state.begin());
+  for (size_t h = kept; h < history; ++h) {
+    std::copy_n(xs + (n + h - history) * stride, d_inner, &conv_state[h * d_inner]);
   }
-  conv_state = std::move(newest);
 }
 
 // Input-dependent SSM parameters of every row (spec 3.4.2 steps 2-4): x_proj,
@@ -311,15 +313,16 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
   const LayerRole& role = c.layers[layer];
   const int64_t start = state.positions;
 
-  std::vector<float> head(kv_heads * dqk);
+  std::vector<float> head(kv_heads * dqk), key_cos(inv_freq.size()), key_sin(inv_freq.size());
   if (c.IsOwner(layer)) {
     KvCache& cache = state.layers[layer].kv.front();
     for (size_t t = 0; t < n; ++t) {
+      if (c.rope) RotaryAngles(inv_freq, start + static_cast<int64_t>(t), key_cos.data(), key_sin.data());
       for (size_t g = 0; g < kv_heads; ++g) {
         float* key = &head[g * dqk];
         std::copy_n(k + t * stride + g * dqk, dqk, key);
         if (!w.k_norm.empty()) RmsNorm(key, w.k_norm, dqk, eps, key);
-        if (c.rope) ApplyRope(key, inv_freq, start + static_cast<int64_t>(t));
+        if (c.rope) ApplyRope(key, key_cos.data(), key_sin.data(), inv_freq.size());
       }
       std::visit([&](auto& kv) { kv.Append(head.data(), v + t * stride); }, cache);
     }

@@ -59,7 +59,9 @@ TEST(Rope, RotatesPairsHalfADimensionApart) {
   const std::vector<float> inv_freq = {1.0f, 0.1f};
   std::vector<float> head = {1.0f, 2.0f, 3.0f, 4.0f};
   const int64_t position = 5;
-  ApplyRope(head.data(), inv_freq, position);
+  std::vector<float> cos(2), sin(2);
+  RotaryAngles(inv_freq, position, cos.data(), sin.data());
+  ApplyRope(head.data(), cos.data(), sin.data(), 2);
   for (size_t i = 0; i < 2; ++i) {
     const double angle = inv_freq[i] * position;
     const double a = 1.0 + i, b = 3.0 + i;
@@ -69,8 +71,9 @@ TEST(Rope, RotatesPairsHalfADimensionApart) {
 }
 
 TEST(Rope, PositionZeroIsIdentity) {
-  std::vector<float> head = {1.0f, 2.0f, 3.0f, 4.0f};
-  ApplyRope(head.data(), std::vector<float>{0.3f, 0.7f}, 0);
+  std::vector<float> head = {1.0f, 2.0f, 3.0f, 4.0f}, cos(2), sin(2);
+  RotaryAngles(std::vector<float>{0.3f, 0.7f}, 0, cos.data(), sin.data());
+  ApplyRope(head.data(), cos.data(), sin.data(), 2);
   EXPECT_EQ(head, (std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f}));
 }
 
