@@ -34,10 +34,14 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::RunRanges() {
-  while (true) {
-    const size_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
-    if (begin >= count_) return;
-    (*task_)(begin, std::min(count_, begin + grain_));
+  const size_t shares = 2 * size();
+  size_t begin = next_.load(std::memory_order_relaxed);
+  while (begin < count_) {
+    const size_t end = std::min(count_, begin + std::max(grain_, (count_ - begin) / shares));
+    if (next_.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+      (*task_)(begin, end);
+      begin = next_.load(std::memory_order_relaxed);
+    }
   }
 }
 

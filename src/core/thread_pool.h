@@ -28,10 +28,12 @@ class ThreadPool {
   size_t size() const { return workers_.size() + 1; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, count), in parallel,
-  // and returns when all are done. Threads claim ranges of `grain` indices as
-  // they finish the previous one, so a thread slowed by the memory system or
-  // the OS does not hold the others up; grain 0 means one range per thread.
-  // fn must not throw.
+  // and returns when all are done. Threads claim ranges as they finish the
+  // previous one, so a thread slowed by the memory system or the OS does not
+  // hold the others up. A claim takes half a thread's even share of what is
+  // left, but at least `grain` indices: long ranges first, then shorter ones,
+  // so that the threads finish close together. grain 0 means one range per
+  // thread. fn must not throw.
   void ParallelFor(size_t count, const std::function<void(size_t, size_t)>& fn, size_t grain = 0);
 
  private:

@@ -203,28 +203,26 @@ HWY_EXPORT(FloatMatMulGroups);
 
 namespace {
 
-// Runs run(begin, end) over [0, items) on the pool, in units of whole items
-// claimed by the threads as they go: about 16 per thread, so a thread slowed
-// by the memory system leaves its share to the others. A product of a few
-// tokens streams its matrix (`bytes`), and then no unit reads less than
-// kMinUnitBytes of it: each unit is a stream of its own, and a decode step's
-// small products (dt_proj's 640 KB in f16, x_proj's 450 KB in q8_0) cut in
-// 32 spent their time starting streams (dt_proj from 1.5 to 1.0 ms per token
-// with q8_0 weights on Zen 4). Their units come in whole rounds, one per
-// thread: 5 units on 2 threads kept one thread waiting a fifth of the time.
-// A prompt's products are arithmetic, and keep the finer units that balance
-// the threads. Waking the workers costs microseconds: small products run on
-// the caller.
+// Runs run(begin, end) over [0, items) on the pool, in ranges of whole items
+// that the threads claim as they go (ThreadPool::ParallelFor), so a thread
+// slowed by the memory system leaves its share to the others. A product of a
+// few tokens streams its matrix (`bytes`): the claims shrink from half a
+// thread's share of it down to kMinUnitBytes, each claim a stream of its own. Fixed units of
+// 128 KB or more (shorter ones spent their time starting streams: dt_proj
+// from 1.5 to 1.0 ms per token at 20 KB) left the caller waiting for the
+// worker's last unit, 1.5-2 % of a q8_0 decode step on Zen 4; shrinking
+// claims cut that by a third. A prompt's products are arithmetic, and keep
+// about 16 units per thread. Waking the workers costs microseconds: small
+// products run on the caller.
 template <typename Run>
 void SplitOverPool(ThreadPool& pool, size_t items, size_t n, size_t work, size_t bytes, const Run& run) {
   constexpr size_t kMinParallelWork = size_t{1} << 18;
   constexpr size_t kStreamingTokens = 8;  // fewer tokens than this: bound by reading the matrix
-  constexpr size_t kMinUnitBytes = size_t{128} << 10;
+  constexpr size_t kMinUnitBytes = size_t{32} << 10;
   constexpr size_t kUnitsPerThread = 16;
   if (work < kMinParallelWork || pool.size() == 1) return run(0, items);
-  const size_t rounds = n < kStreamingTokens ? std::clamp(bytes / kMinUnitBytes / pool.size(), size_t{1}, kUnitsPerThread)
-                                             : kUnitsPerThread;
-  const size_t units = rounds * pool.size();
+  if (n < kStreamingTokens) return pool.ParallelFor(items, run, std::max<size_t>(1, items * kMinUnitBytes / bytes));
+  const size_t units = kUnitsPerThread * pool.size();
   pool.ParallelFor(items, run, (items + units - 1) / units);
 }
 

@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -28,6 +30,32 @@ TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
         });
       }
       for (size_t i = 0; i < count; ++i) EXPECT_EQ(hits[i], 3) << "threads " << threads << " count " << count;
+    }
+  }
+}
+
+TEST(ThreadPool, ClaimsShrinkButNeverBelowTheGrain) {
+  ThreadPool pool(2);
+  for (size_t grain : {1, 3, 40}) {
+    const size_t count = 1000;
+    std::vector<int> hits(count, 0);
+    std::mutex mutex;
+    std::vector<std::pair<size_t, size_t>> ranges;
+    pool.ParallelFor(
+        count,
+        [&](size_t begin, size_t end) {
+          for (size_t i = begin; i < end; ++i) ++hits[i];
+          std::lock_guard lock(mutex);
+          ranges.emplace_back(begin, end);
+        },
+        grain);
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(hits[i], 1) << "grain " << grain << " index " << i;
+    std::sort(ranges.begin(), ranges.end());
+    EXPECT_EQ(ranges.front().second - ranges.front().first, std::max<size_t>(grain, count / 4));  // half of 1 of 2 shares
+    for (size_t r = 0; r + 1 < ranges.size(); ++r) {
+      const size_t length = ranges[r].second - ranges[r].first;
+      EXPECT_GE(length, grain) << "grain " << grain;
+      EXPECT_GE(length, ranges[r + 1].second - ranges[r + 1].first) << "claims only shrink; grain " << grain;
     }
   }
 }
