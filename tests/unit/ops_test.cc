@@ -51,7 +51,7 @@ TEST(ThreadPool, ClaimsShrinkButNeverBelowTheGrain) {
         grain);
     for (size_t i = 0; i < count; ++i) ASSERT_EQ(hits[i], 1) << "grain " << grain << " index " << i;
     std::sort(ranges.begin(), ranges.end());
-    EXPECT_EQ(ranges.front().second - ranges.front().first, std::max<size_t>(grain, count / 4));  // half of 1 of 2 shares
+    EXPECT_EQ(ranges.front().second - ranges.front().first, std::max<size_t>(grain, count / 4));  // half of one thread's share
     for (size_t r = 0; r + 1 < ranges.size(); ++r) {
       const size_t length = ranges[r].second - ranges[r].first;
       EXPECT_GE(length, grain) << "grain " << grain;
