@@ -16,6 +16,8 @@
 #include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
 
+#include "kernels/load_f32-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace hymba {
 namespace HWY_NAMESPACE {
@@ -23,15 +25,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr size_t kMaxHeads = 8;  // heads per pass: 2 x 8 value accumulators fit the registers
 
-// Keys and values as f32 vectors and scalars, from f32 or f16 storage.
-template <class D, typename T>
-HWY_INLINE hn::Vec<D> LoadF32(D d, const T* p) {
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(d, p);
-  } else {
-    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
-  }
-}
+// A key or value as an f32 scalar, from f32 or f16 storage (vectors:
+// LoadF32).
 template <typename T>
 HWY_INLINE float ScalarF32(const T& value) {
   if constexpr (std::is_same_v<T, float>) {

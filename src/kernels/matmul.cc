@@ -14,6 +14,8 @@
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
+#include "kernels/load_f32-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace hymba {
 namespace HWY_NAMESPACE {
@@ -24,24 +26,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::CappedTag<float, kFloatChunk / 2>;
 using VF = hn::Vec<DF>;
 
-// Lanes(d) consecutive weights of any float type as f32.
-template <class D, typename T>
-HWY_INLINE hn::Vec<D> LoadFloats(D d, const T* p) {
-  if constexpr (std::is_same_v<T, float>) {
-    return hn::LoadU(d, p);
-  } else {
-    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
-  }
-}
-
 // How a row's chunk of each float storage type (core/interleaved.h) yields
 // f32 vectors of its even and odd columns: part v holds columns 2j (2j + 1)
 // for j in [v Lanes, (v + 1) Lanes). Weights in memory need not be aligned.
 template <typename T>  // float, float16_t: the even columns, then the odd ones
 struct FloatChunk {
-  static HWY_INLINE VF Even(DF df, const T* chunk, size_t v) { return LoadFloats(df, chunk + v * hn::Lanes(df)); }
+  static HWY_INLINE VF Even(DF df, const T* chunk, size_t v) { return LoadF32(df, chunk + v * hn::Lanes(df)); }
   static HWY_INLINE VF Odd(DF df, const T* chunk, size_t v) {
-    return LoadFloats(df, chunk + kFloatChunk / 2 + v * hn::Lanes(df));
+    return LoadF32(df, chunk + kFloatChunk / 2 + v * hn::Lanes(df));
   }
 };
 
@@ -74,7 +66,7 @@ HWY_INLINE const T* Reloaded(const T* p) {
 // more than the chunks.
 template <typename T>
 HWY_INLINE float ScalarOf(const T* p) {
-  return hn::GetLane(LoadFloats(hn::CappedTag<float, 1>(), p));
+  return hn::GetLane(LoadF32(hn::CappedTag<float, 1>(), p));
 }
 
 // out[i * kTokens + t] = row i of a group of `lanes` rows . token t, for
