@@ -8,8 +8,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/dtype.h"
-
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention.cc"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
@@ -24,19 +22,6 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr size_t kMaxHeads = 8;  // heads per pass: 2 x 8 value accumulators fit the registers
-
-// A key or value as an f32 scalar, from f32 or f16 storage (vectors:
-// LoadF32).
-template <typename T>
-HWY_INLINE float ScalarF32(const T& value) {
-  if constexpr (std::is_same_v<T, float>) {
-    return value;
-  } else {
-    uint16_t bits;
-    std::memcpy(&bits, &value, sizeof(bits));
-    return F16ToF32(bits);
-  }
-}
 
 // The length of the run of keys from m on: keys of one tile with consecutive
 // pointers, at most `lanes` of them.
@@ -202,7 +187,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
       for (; i < width; ++i) {
         for (size_t j = 0; j < heads; ++j) {
           float acc = slice_out[j * dv + i];
-          for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * ScalarF32(value_rows[k][at + i]);
+          for (size_t k = k0; k < k1; ++k) acc += scores[j * count + k] * LoadScalarF32(&value_rows[k][at + i]);
           slice_out[j * dv + i] = acc;
         }
       }

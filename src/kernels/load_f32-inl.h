@@ -1,5 +1,6 @@
-// Lanes(d) consecutive f32, f16 or bf16 elements as an f32 vector, for the
-// kernels that read weights or the K/V cache in any float storage type.
+// f32, f16 or bf16 elements as f32 (Lanes(d) of them as a vector, or one),
+// for the kernels that read weights or the K/V cache in any float storage
+// type.
 // Included once per SIMD target (hence no plain include guard).
 #if defined(HYMBA_KERNELS_LOAD_F32_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef HYMBA_KERNELS_LOAD_F32_INL_H_
@@ -25,6 +26,14 @@ HWY_INLINE hn::Vec<D> LoadF32(D d, const T* p) {
   } else {
     return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
   }
+}
+
+// One element as f32, converted by the vector unit: dt_proj's 100 columns
+// leave 4 per row after its chunks, and converting them in software had cost
+// the f16 matrix kernel more than the chunks.
+template <typename T>
+HWY_INLINE float LoadScalarF32(const T* p) {
+  return hn::GetLane(LoadF32(hn::CappedTag<float, 1>(), p));
 }
 
 }  // namespace HWY_NAMESPACE

@@ -61,14 +61,6 @@ HWY_INLINE const T* Reloaded(const T* p) {
   return p;
 }
 
-// One weight as f32, converted by the vector unit: dt_proj's 100 columns
-// leave 4 per row after its chunks, and converting them in software had cost
-// more than the chunks.
-template <typename T>
-HWY_INLINE float ScalarOf(const T* p) {
-  return hn::GetLane(LoadF32(hn::CappedTag<float, 1>(), p));
-}
-
 // out[i * kTokens + t] = row i of a group of `lanes` rows . token t, for
 // i < kFloatGroupRows (rows past a short last group repeat its last) and
 // t < kTokens.
@@ -136,7 +128,7 @@ HWY_INLINE void Tile(const T* group, size_t lanes, size_t cols, const float* con
     const T* row_tail = tails + std::min(i, lanes - 1) * tail;
     for (size_t t = 0; t < kTokens; ++t) {
       float sum = hn::GetLane(hn::SumOfLanes(df, acc[i][t]));
-      for (size_t k = 0; k < tail; ++k) sum += ScalarOf(row_tail + k) * tokens[t][chunks * kFloatChunk + k];
+      for (size_t k = 0; k < tail; ++k) sum += LoadScalarF32(row_tail + k) * tokens[t][chunks * kFloatChunk + k];
       out[i * kTokens + t] = sum;
     }
   }
