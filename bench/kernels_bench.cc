@@ -201,12 +201,14 @@ Element ToElement(float value) {
 // One decode step's attention over a sliding window (meta + 1025 positions)
 // as the engine runs it: each K/V head's keys and values are one stream in
 // the cache, taken in ranges of 256 keys whose results merge. Every K/V head
-// of 16 layers' caches, so that keys and values come from memory as they do
-// at depth; one thread. bytes/s counts the K/V read. Cache type f32, f16 or
-// q8 (int8, with both scales in the key's tile).
+// of the argument's layers: 1 layer's cache stays in L2 (the kernel's
+// arithmetic alone), 64 layers' come from memory as they do at depth; one
+// thread. bytes/s counts the K/V read. Cache type f32, f16 or q8 (int8, with
+// both scales in the key's tile).
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
-  const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, layers = 16, range = 256;
+  const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, range = 256;
+  const auto layers = static_cast<size_t>(state.range(0));
   const size_t key_planes = KeyPlanes<Element>(dqk);
   const size_t parts = (keys + range - 1) / range;
   const Element key_value = ToElement<Element>(0.2f), value_value = ToElement<Element>(0.3f);
@@ -238,9 +240,9 @@ void BM_AttendDecode(benchmark::State& state) {
   const size_t bytes = layers * kv_heads * keys * (key_planes + dv) * sizeof(Element);
   state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_AttendDecode<float>)->UseRealTime();
-BENCHMARK(BM_AttendDecode<hwy::float16_t>)->UseRealTime();
-BENCHMARK(BM_AttendDecode<int8_t>)->UseRealTime();
+BENCHMARK(BM_AttendDecode<float>)->Arg(1)->Arg(64)->UseRealTime();
+BENCHMARK(BM_AttendDecode<hwy::float16_t>)->Arg(1)->Arg(64)->UseRealTime();
+BENCHMARK(BM_AttendDecode<int8_t>)->Arg(1)->Arg(64)->UseRealTime();
 
 }  // namespace
 }  // namespace hymba

@@ -12,7 +12,6 @@
 #define HWY_TARGET_INCLUDE "kernels/attention.cc"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
 
 #include "kernels/load_f32-inl.h"
 
@@ -50,6 +49,32 @@ HWY_INLINE void StoreScores(D d, const hn::Vec<D>* score, size_t run, size_t m, 
   }
 }
 
+// exp(x) for the softmax's x <= 0: Cephes' expf polynomial after a two-step
+// reduction by ln 2 (within 2 ulp), 0 below -87 (where exp(x) < 1.7e-38
+// beside the largest weight's 1), NaN for NaN. hn::Exp serves every input
+// range at three times the cost, which a decode step at depth felt.
+template <class D>
+HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> x) {
+  const hn::RebindToSigned<D> di;
+  // n = x log2(e) rounded to nearest by the adder: a sum near 1.5 x 2^23 has
+  // no fraction bits, and its low mantissa bits hold 127 + n, the exponent
+  // field of 2^n.
+  const auto biased_shift = hn::Set(d, 12582912.0f + 127.0f);
+  const auto shifted = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), biased_shift);
+  const auto n = hn::Sub(shifted, biased_shift);
+  const auto two_to_n = hn::BitCast(d, hn::ShiftLeft<23>(hn::BitCast(di, shifted)));
+  auto r = hn::NegMulAdd(n, hn::Set(d, 0.693359375f), x);
+  r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), r);
+  auto p = hn::Set(d, 1.9875691500e-4f);
+  p = hn::MulAdd(p, r, hn::Set(d, 1.3981999507e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 8.3334519073e-3f));
+  p = hn::MulAdd(p, r, hn::Set(d, 4.1665795894e-2f));
+  p = hn::MulAdd(p, r, hn::Set(d, 1.6666665459e-1f));
+  p = hn::MulAdd(p, r, hn::Set(d, 5.0000001201e-1f));
+  const auto e = hn::MulAdd(hn::Mul(p, r), r, hn::Add(r, hn::Set(d, 1.0f)));  // 1 + r + r^2 p(r)
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.0f)), hn::Mul(e, two_to_n));
+}
+
 // Softmax weights, unnormalised: exp(s - max) replaces each score; inverse[j]
 // is 1 / the sum of head j's weights, which divides its output once.
 template <size_t kHeads, class DK>
@@ -65,13 +90,13 @@ HWY_INLINE void ExpScores(DK dk, const hn::Vec<DK>* max_vector, size_t count, fl
     auto sum_vector = hn::Zero(d);
     size_t m = 0;
     for (; m + lanes <= count; m += lanes) {
-      const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, row + m), shift));
+      const auto e = ExpNonPositive(d, hn::Sub(hn::LoadU(d, row + m), shift));
       hn::StoreU(e, d, row + m);
       sum_vector = hn::Add(sum_vector, e);
     }
     float sum = hn::GetLane(hn::SumOfLanes(d, sum_vector));
     for (; m < count; ++m) {  // the same exp, one lane at a time
-      row[m] = hn::GetLane(hn::Exp(d1, hn::Sub(hn::Set(d1, row[m]), hn::Set(d1, max_score))));
+      row[m] = hn::GetLane(ExpNonPositive(d1, hn::Sub(hn::Set(d1, row[m]), hn::Set(d1, max_score))));
       sum += row[m];
     }
     inverse[j] = 1.0f / sum;
@@ -200,25 +225,28 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   }
 }
 
-// Cache type q8: the products in integers. Queries and weights become int16
-// steps (below), keys and values stay int8 in their pair layouts
-// (kernels/attention.h), and one pair multiply-add takes two of each into an
-// int32 lane: with AVX-512 VNNI `vpdpwssd`, 32 products an instruction where
-// the f32 kernel needs two FMAs and first four instructions to widen 32 int8.
+// Cache type q8: the products in integers. Queries become int16 steps and
+// keys stay int8 in their pair layout (kernels/attention.h): one pair
+// multiply-add takes two of each into an int32 lane (`vpdpwssd` with AVX-512
+// VNNI, 32 products an instruction). Softmax weights, never negative, become
+// uint8 steps and values stay int8 in their quad layout: one quad multiply-add
+// takes four of each (`vpdpbusd`, 64 products an instruction and no widening).
 // Integer sums are exact, so a result does not depend on where a key sits in
 // its tile.
-constexpr float kInt16Steps = 32767.0f;
-constexpr size_t kQ8WeightChunk = 64;  // keys per weight scale: 64 x 32767 x 127 x 2 fits an int32
-constexpr size_t kQ8DimChunk = 256;    // dimensions per int32 score sum, for the same reason
+constexpr size_t kQ8WeightChunk = 64;  // keys per weight step: 64 x 255 x 127 fits an int32
+constexpr size_t kQ8DimChunk = 256;    // dimensions per int32 score sum: 128 x 2 x 32767 x 127 fits one
 
-// n floats (n >= 1) as the nearest int16 steps of absmax / 32767 (each value
-// times the step's inverse, rounded to nearest even, in the vector lanes and
-// the scalar tail alike); returns the step. NaN if one of them is not finite
-// (a NaN step carries the overflow to the output); a step with no finite
-// inverse (absmax below 4e-34) gives zeros, like an all-zero row.
-float ToInt16Steps(const float* values, size_t n, int16_t* steps) {
+// n floats (n >= 1) as the nearest Step steps of absmax / the largest Step
+// (each value times the step's inverse, rounded to nearest even, in the vector
+// lanes and the scalar tail alike); returns the step. uint8 steps take values
+// that are not negative. NaN if one of them is not finite (a NaN step carries
+// the overflow to the output); a step below the smallest normal float (whose
+// inverse may overflow) gives zeros, like an all-zero row.
+template <typename Step>
+float ToSteps(const float* values, size_t n, Step* steps) {
+  constexpr float kLevels = std::numeric_limits<Step>::max();
   const hn::ScalableTag<float> d;
-  const hn::Rebind<int16_t, decltype(d)> d16;
+  const hn::Rebind<Step, decltype(d)> ds;
   const size_t lanes = hn::Lanes(d);
   auto absmax = hn::Zero(d), poison = hn::Zero(d);  // x * 0 is NaN for x NaN or infinite
   size_t i = 0;
@@ -230,16 +258,16 @@ float ToInt16Steps(const float* values, size_t n, int16_t* steps) {
   float max_value = hn::GetLane(hn::MaxOfLanes(d, absmax));
   float poisoned = hn::GetLane(hn::SumOfLanes(d, poison));
   for (size_t t = i; t < n; ++t) max_value = std::max(max_value, std::fabs(values[t])), poisoned += values[t] * 0.0f;
-  const float scale = std::isnan(poisoned) ? NAN : max_value / kInt16Steps;
+  const float scale = std::isnan(poisoned) ? NAN : max_value / kLevels;
   if (!(scale >= std::numeric_limits<float>::min())) {
-    std::fill(steps, steps + n, int16_t{0});
+    std::fill(steps, steps + n, Step{0});
     return std::isnan(scale) ? scale : 0.0f;
   }
   const float inverse = 1.0f / scale;
   for (i = 0; i + lanes <= n; i += lanes) {
-    hn::StoreU(hn::DemoteTo(d16, hn::NearestInt(hn::Mul(hn::LoadU(d, values + i), hn::Set(d, inverse)))), d16, steps + i);
+    hn::StoreU(hn::DemoteTo(ds, hn::NearestInt(hn::Mul(hn::LoadU(d, values + i), hn::Set(d, inverse)))), ds, steps + i);
   }
-  for (; i < n; ++i) steps[i] = static_cast<int16_t>(std::clamp(std::nearbyint(values[i] * inverse), -kInt16Steps, kInt16Steps));
+  for (; i < n; ++i) steps[i] = static_cast<Step>(std::clamp(std::nearbyint(values[i] * inverse), -kLevels, kLevels));
   return scale;
 }
 
@@ -255,25 +283,74 @@ float ToInt16Steps(const float* values, size_t n, int16_t* steps) {
 #define HYMBA_HAVE_VNNI 0
 #endif
 
-// acc + bytes[2l] * pair[0] + bytes[2l + 1] * pair[1] in each int32 lane l:
-// 2 x Lanes(di) int8 from `bytes`, two int16 from `pair`.
-template <class DI>
-HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddPairs(DI di, const int8_t* bytes, const int16_t* pair, hn::Vec<DI> acc) {
-#if HWY_TARGET == HWY_SCALAR
-  return hn::Add(acc, hn::Set(di, int32_t{bytes[0]} * pair[0] + int32_t{bytes[1]} * pair[1]));
-#else
+// Two int16 as one int32 lane's worth, the first in the low half, as a pair
+// multiply-add takes them.
+HWY_INLINE int32_t PackedPair(const int16_t* pair) {
   int32_t packed;
   std::memcpy(&packed, pair, sizeof(packed));
+  return packed;
+}
+
+// acc + bytes[2l] * low + bytes[2l + 1] * high in each int32 lane l, where
+// low and high are the int16 halves of that lane of `pairs`: 2 x Lanes(di)
+// int8 from `bytes`.
+template <class DI>
+HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddPairs(DI di, const int8_t* bytes, hn::Vec<DI> pairs, hn::Vec<DI> acc) {
+#if HWY_TARGET == HWY_SCALAR
+  const int32_t packed = hn::GetLane(pairs);
+  const int32_t low = static_cast<int16_t>(packed & 0xFFFF), high = packed >> 16;
+  return hn::Add(acc, hn::Set(di, int32_t{bytes[0]} * low + int32_t{bytes[1]} * high));
+#else
 #if HYMBA_HAVE_VNNI
   if constexpr (hn::MaxLanes(di) == 16) {
     const __m512i words = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes)));
-    return hn::Vec<DI>{_mm512_dpwssd_epi32(acc.raw, words, _mm512_set1_epi32(packed))};
+    return hn::Vec<DI>{_mm512_dpwssd_epi32(acc.raw, words, pairs.raw)};
   }
 #endif
   const hn::Repartition<int16_t, DI> dw;
   const auto words = hn::PromoteTo(dw, hn::LoadU(hn::Rebind<int8_t, decltype(dw)>(), bytes));
   auto unused = hn::Zero(di);  // x86 keeps each pair's sum in one lane: sum1 stays zero
-  const auto sum = hn::ReorderWidenMulAccumulate(di, words, hn::BitCast(dw, hn::Set(di, packed)), acc, unused);
+  const auto sum = hn::ReorderWidenMulAccumulate(di, words, hn::BitCast(dw, pairs), acc, unused);
+  return hn::RearrangeToOddPlusEven(sum, unused);
+#endif
+}
+
+// Four uint8 as one int32 lane's worth, the first in the lowest byte, as a
+// quad multiply-add takes them.
+HWY_INLINE int32_t PackedQuad(const uint8_t* quad) {
+  int32_t packed;
+  std::memcpy(&packed, quad, sizeof(packed));
+  return packed;
+}
+
+// acc + the sum over t < 4 of bytes[4l + t] * weight t in each int32 lane l,
+// where the weights are the four uint8 of that lane of `quads`: 4 x Lanes(di)
+// int8 from `bytes`.
+template <class DI>
+HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddQuads(DI di, const int8_t* bytes, hn::Vec<DI> quads, hn::Vec<DI> acc) {
+#if HWY_TARGET == HWY_SCALAR
+  const auto packed = static_cast<uint32_t>(hn::GetLane(quads));
+  int32_t sum = 0;
+  for (size_t t = 0; t < 4; ++t) sum += static_cast<int32_t>(packed >> (8 * t) & 0xFF) * bytes[t];
+  return hn::Add(acc, hn::Set(di, sum));
+#else
+#if HYMBA_HAVE_VNNI
+  if constexpr (hn::MaxLanes(di) == 16) {
+    return hn::Vec<DI>{_mm512_dpbusd_epi32(acc.raw, quads.raw, _mm512_loadu_si512(bytes))};
+  }
+#endif
+  // Each int16 of `words` holds keys 0 and 1 of a lane's quad or keys 2 and
+  // 3: its low bytes (keys 0 and 2) and high bytes (1 and 3), widened, meet
+  // their weights in two pair multiply-adds.
+  const hn::Repartition<int16_t, DI> dw;
+  const hn::RebindToUnsigned<decltype(dw)> duw;
+  const auto words = hn::BitCast(dw, hn::LoadU(hn::Repartition<int8_t, DI>(), bytes));
+  const auto weight_words = hn::BitCast(duw, quads);
+  const auto low_weights = hn::BitCast(dw, hn::And(weight_words, hn::Set(duw, 0xFF)));
+  const auto high_weights = hn::BitCast(dw, hn::ShiftRight<8>(weight_words));
+  auto unused = hn::Zero(di);  // x86 keeps each pair's sum in one lane: sum1 stays zero
+  auto sum = hn::ReorderWidenMulAccumulate(di, hn::ShiftRight<8>(hn::ShiftLeft<8>(words)), low_weights, acc, unused);
+  sum = hn::ReorderWidenMulAccumulate(di, hn::ShiftRight<8>(words), high_weights, sum, unused);
   return hn::RearrangeToOddPlusEven(sum, unused);
 #endif
 }
@@ -290,18 +367,67 @@ HWY_INLINE hn::Vec<DK> LoadQ8Scales(DK dk, const int8_t* key, size_t first_plane
   return hn::BitCast(dk, bits);
 }
 
-// The first value of the q8 key pair that `value` belongs to (a pair's
-// second value sits at the odd address after it, kernels/attention.h).
-HWY_INLINE const int8_t* PairStart(const int8_t* value) { return value - reinterpret_cast<uintptr_t>(value) % 2; }
+// The first value of the q8 key quad that `value` belongs to (its key's
+// place in the quad is its address modulo 4, kernels/attention.h).
+HWY_INLINE const int8_t* QuadStart(const int8_t* value) { return value - reinterpret_cast<uintptr_t>(value) % 4; }
 
 // What the q8 kernel keeps between its steps, grown as needed, one per thread.
 struct Q8Scratch {
-  std::vector<int16_t> query_steps;  // [head][dqk rounded up to pairs], an odd count's last partner 0
-  std::vector<float> value_scales;   // [count + a vector]
-  std::vector<int16_t> weights;      // [head][count]
-  std::vector<float> weight_scales;  // [head][chunk]
-  std::vector<int32_t> sums;         // [head][dv], one chunk's
+  std::vector<int16_t> query_steps;       // [head][dqk rounded up to pairs], an odd count's last partner 0
+  std::vector<float> value_scales;        // [count + a vector]
+  std::vector<const int8_t*> quads;       // [chunk][kQ8WeightChunk]: the first value of each quad the chunk's keys sit in
+  std::vector<size_t> quad_counts;        // [chunk]
+  std::vector<uint8_t> places;            // [count]: a key's place among its chunk's quads' weights
+  std::vector<uint8_t> in_order;          // [chunk]: 1 when each key's place is the one after the last's
+  std::vector<uint8_t> weights;           // [head][chunk][4 x kQ8WeightChunk]: the quads' weights, 0 outside the chunk
+  std::vector<float> weight_scales;       // [head][chunk]
 };
+
+// Output vectors the q8 value pass sums at once: every head's accumulators
+// for them, the heads' broadcast weights and a vector of values fit the
+// vector registers.
+constexpr size_t kVectorRegisters = HWY_MAX_BYTES >= 64 ? 32 : 16;
+template <size_t kHeads>
+constexpr size_t kValueBlock = std::clamp<size_t>((kVectorRegisters - 14 - kHeads) / kHeads, 1, 4);
+
+// One block of the q8 value pass (AttendHeadsQ8): kBlock output vectors,
+// whose first elements are `element` and whose values sit `offset` bytes from
+// a quad's first value, summed over a chunk's quads (head j's weights of quad
+// q at quad_weights[j * head_stride + 4 * q]) in int32 (a compile-time
+// block keeps every accumulator in a register), then added to `out` in f32
+// times each head's weight step.
+template <size_t kHeads, size_t kBlock, class DI>
+HYMBA_VNNI_ATTR HWY_INLINE void SumValueBlock(DI di, const int8_t* const* quad_values, const uint8_t* quad_weights,
+                                              size_t head_stride, size_t quad_count,
+                                              const size_t* element, const size_t* offset, const float* step,
+                                              size_t dv, float* out) {
+  const hn::Rebind<float, DI> df;
+  using VI = hn::Vec<DI>;
+  VI acc[kHeads][kBlock];
+#pragma GCC unroll 8
+  for (size_t j = 0; j < kHeads; ++j) {
+#pragma GCC unroll 4
+    for (size_t b = 0; b < kBlock; ++b) acc[j][b] = hn::Zero(di);
+  }
+  for (size_t q = 0; q < quad_count; ++q) {
+    VI weights[kHeads];
+#pragma GCC unroll 8
+    for (size_t j = 0; j < kHeads; ++j) weights[j] = hn::Set(di, PackedQuad(&quad_weights[j * head_stride + 4 * q]));
+#pragma GCC unroll 4
+    for (size_t b = 0; b < kBlock; ++b) {
+#pragma GCC unroll 8
+      for (size_t j = 0; j < kHeads; ++j) acc[j][b] = MulAddQuads(di, quad_values[q] + offset[b], weights[j], acc[j][b]);
+    }
+  }
+#pragma GCC unroll 8
+  for (size_t j = 0; j < kHeads; ++j) {
+#pragma GCC unroll 4
+    for (size_t b = 0; b < kBlock; ++b) {
+      float* o = out + j * dv + element[b];
+      hn::StoreU(hn::MulAdd(hn::ConvertTo(df, acc[j][b]), hn::Set(df, step[j]), hn::LoadU(df, o)), df, o);
+    }
+  }
+}
 
 template <size_t kHeads>
 HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* key_rows,
@@ -317,14 +443,18 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
   const size_t pairs = (dqk + 1) / 2, chunks = (count + kQ8WeightChunk - 1) / kQ8WeightChunk;
   scratch.query_steps.assign(heads * 2 * pairs, 0);
   scratch.value_scales.resize(count + kKeyTile);
-  scratch.weights.resize(heads * count);
+  scratch.quads.resize(chunks * kQ8WeightChunk);
+  scratch.quad_counts.resize(chunks);
+  scratch.places.resize(count);
+  scratch.in_order.resize(chunks);
+  scratch.weights.resize(heads * chunks * 4 * kQ8WeightChunk);
   scratch.weight_scales.resize(heads * chunks);
-  scratch.sums.resize(heads * dv);
 
   float query_scale[kHeads];
   for (size_t j = 0; j < heads; ++j) {
-    query_scale[j] = ToInt16Steps(queries + j * dqk, dqk, &scratch.query_steps[j * 2 * pairs]) * scale;
+    query_scale[j] = ToSteps(queries + j * dqk, dqk, &scratch.query_steps[j * 2 * pairs]) * scale;
   }
+  const int16_t* query_steps = scratch.query_steps.data();
 
   // Scores: a run of keys at a time, each lane one key, a pair of dimensions
   // per step; each kQ8DimChunk dimensions' int32 sum joins the f32 score in
@@ -336,27 +466,45 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
     const int8_t* key = key_rows[m];
     const size_t run = KeyRun(key_rows, m, count, lanes);
     const int8_t* ahead = key_rows[std::min(m + kKeyTile, count - 1)];
+    // The run's values into L2 while its scores are summed, a line or two
+    // at a time: the weighted sum reads them after the softmax.
+    const int8_t* value_line = QuadStart(value_rows[m]);
+    const int8_t* const values_end = value_line + kKeyTile * dv;
     VK dot[kHeads];
 #pragma GCC unroll 8
     for (size_t j = 0; j < heads; ++j) dot[j] = hn::Zero(dk);
     for (size_t p0 = 0; p0 < pairs; p0 += kQ8DimChunk / 2) {
-      VI sum[kHeads];
+      const size_t chunk_end = std::min(pairs, p0 + kQ8DimChunk / 2);
+      // Even and odd pairs in two chains per head: one chain would wait on
+      // each multiply-add's latency, and integer sums do not depend on order.
+      VI even[kHeads], odd[kHeads];
 #pragma GCC unroll 8
-      for (size_t j = 0; j < heads; ++j) sum[j] = hn::Zero(di);
-      for (size_t p = p0; p < std::min(pairs, p0 + kQ8DimChunk / 2); ++p) {
+      for (size_t j = 0; j < heads; ++j) even[j] = hn::Zero(di), odd[j] = hn::Zero(di);
+      size_t p = p0;
+      for (; p + 2 <= chunk_end; p += 2) {
+        const int8_t* plane_pairs = key + KeyPlaneOffset<int8_t>(2 * p);  // pairs p and p + 1: one cache line
+        __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(2 * p), 0, 3);
+        if (value_line < values_end) __builtin_prefetch(value_line, 0, 2), __builtin_prefetch(value_line + 64, 0, 2), value_line += 128;
+#pragma GCC unroll 8
+        for (size_t j = 0; j < heads; ++j) {
+          even[j] = MulAddPairs(di, plane_pairs, hn::Set(di, PackedPair(&query_steps[(j * pairs + p) * 2])), even[j]);
+          odd[j] = MulAddPairs(di, plane_pairs + 2 * kKeyTile, hn::Set(di, PackedPair(&query_steps[(j * pairs + p + 1) * 2])), odd[j]);
+        }
+      }
+      if (p < chunk_end) {
         const int8_t* plane_pair = key + KeyPlaneOffset<int8_t>(2 * p);
-        if (p % 2 == 0) __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(2 * p), 0, 3);  // a line holds two pairs
+        __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(2 * p), 0, 3);
 #pragma GCC unroll 8
-        for (size_t j = 0; j < heads; ++j) sum[j] = MulAddPairs(di, plane_pair, &scratch.query_steps[(j * pairs + p) * 2], sum[j]);
+        for (size_t j = 0; j < heads; ++j) {
+          even[j] = MulAddPairs(di, plane_pair, hn::Set(di, PackedPair(&query_steps[(j * pairs + p) * 2])), even[j]);
+        }
       }
 #pragma GCC unroll 8
-      for (size_t j = 0; j < heads; ++j) dot[j] = hn::Add(dot[j], hn::ConvertTo(dk, sum[j]));
+      for (size_t j = 0; j < heads; ++j) dot[j] = hn::Add(dot[j], hn::ConvertTo(dk, hn::Add(even[j], odd[j])));
     }
-    __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(Q8KeyScalePlane(dqk)), 0, 3);  // both scales' line
-    // The run's values into L2 while its scores are summed: the weighted sum
-    // reads them after the softmax, and a run's tile is one stretch of memory.
-    const int8_t* values = PairStart(value_rows[m]);
-    for (size_t line = 0; line < kKeyTile * dv; line += 64) __builtin_prefetch(values + line, 0, 2);
+    __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(Q8KeyScalePlane(dqk)), 0, 3);  // the scales' lines
+    __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(Q8ValueScalePlane(dqk)), 0, 3);
+    for (; value_line < values_end; value_line += 64) __builtin_prefetch(value_line, 0, 2);
     const VK key_scale = LoadQ8Scales(dk, key, Q8KeyScalePlane(dqk));
     hn::StoreU(LoadQ8Scales(dk, key, Q8ValueScalePlane(dqk)), dk, &scratch.value_scales[m]);
     VK score[kHeads];
@@ -367,9 +515,26 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
   float inverse[kHeads];
   ExpScores<kHeads>(dk, max_vector, count, scores, inverse, stats);
 
-  // Weights: each key's softmax weight times its value's scale, as int16
-  // steps of one scale per chunk of keys in list order (so that where a key
-  // sits does not matter).
+  // Each chunk's keys by the quads of their tiles (kernels/attention.h).
+  for (size_t c = 0; c < chunks; ++c) {
+    const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
+    const int8_t** quads = &scratch.quads[first];
+    uint8_t* places = &scratch.places[first];
+    size_t quad_count = 0;
+    bool in_order = true;  // as a ring's positions mostly are
+    for (size_t k = 0; k < size; ++k) {
+      const int8_t* quad = QuadStart(value_rows[first + k]);
+      if (quad_count == 0 || quad != quads[quad_count - 1]) quads[quad_count++] = quad;
+      places[k] = static_cast<uint8_t>(4 * (quad_count - 1) + static_cast<size_t>(value_rows[first + k] - quad));
+      in_order = in_order && size_t{places[k]} == size_t{places[0]} + k;
+    }
+    scratch.quad_counts[c] = quad_count;
+    scratch.in_order[c] = in_order;
+  }
+
+  // Weights: each key's softmax weight times its value's scale, as uint8
+  // steps of one step per chunk of keys in list order (so that where a key
+  // sits does not matter), in its place among the chunk's quads' weights.
   const hn::ScalableTag<float> d;
   for (size_t j = 0; j < heads; ++j) {
     float* row = scores + j * count;
@@ -380,56 +545,64 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
     for (; k < count; ++k) row[k] *= scratch.value_scales[k];
     for (size_t c = 0; c < chunks; ++c) {
       const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
-      scratch.weight_scales[j * chunks + c] = ToInt16Steps(row + first, size, &scratch.weights[j * count + first]);
+      const uint8_t* places = &scratch.places[first];
+      uint8_t* quad_weights = &scratch.weights[(j * chunks + c) * 4 * kQ8WeightChunk];
+      std::fill_n(quad_weights, 4 * scratch.quad_counts[c], uint8_t{0});
+      float& step = scratch.weight_scales[j * chunks + c];
+      if (scratch.in_order[c]) {
+        step = ToSteps(row + first, size, quad_weights + places[0]);
+      } else {
+        uint8_t steps[kQ8WeightChunk];
+        step = ToSteps(row + first, size, steps);
+        for (size_t i = 0; i < size; ++i) quad_weights[places[i]] = steps[i];
+      }
     }
   }
 
-  // Weighted values: a run of one tile's keys at a time, two keys (a pair of
-  // its tile) per step, every slice of the outputs passing over the run's
-  // values as the f32 kernel does; a run that starts or ends inside a pair
-  // gives the key outside it a weight of 0. A chunk's int32 sums wait in
-  // scratch.sums, then join `out` in f32.
+  // Weighted values, a chunk of keys at a time: for a block of the output's
+  // vectors at a time (every head's accumulators in registers) each quad's
+  // values multiplied by every head's four weights. The block's int32 sums
+  // join `out` in f32 after the chunk. Elements after a slice's last whole
+  // vector go one at a time.
   const size_t width = ValueSliceWidth(dv);
+  const size_t slice_vectors = width / lanes, vectors = dv / width * slice_vectors;
+  const size_t head_stride = chunks * 4 * kQ8WeightChunk;  // from a head's quad weights to the next head's
   std::fill(out, out + heads * dv, 0.0f);
   for (size_t c = 0; c < chunks; ++c) {
-    const size_t chunk_end = std::min(count, (c + 1) * kQ8WeightChunk);
-    std::fill(scratch.sums.begin(), scratch.sums.end(), 0);
-    for (size_t k0 = c * kQ8WeightChunk, k1 = 0; k0 < chunk_end; k0 = k1) {
-      const int8_t* pair_base = PairStart(value_rows[k0]);
-      const size_t first_lane = static_cast<size_t>(value_rows[k0] - pair_base);  // 1: the second of its pair
-      auto place = [&](size_t lane) { return pair_base + lane / 2 * 2 * width + lane % 2; };
-      for (k1 = k0 + 1; k1 < chunk_end && first_lane + (k1 - k0) < kKeyTile && value_rows[k1] == place(first_lane + k1 - k0);) ++k1;
-      const size_t lanes_used = first_lane + (k1 - k0), key_pairs = (lanes_used + 1) / 2;
-      int16_t run_weights[kHeads][kKeyTile + 2] = {};
-      for (size_t j = 0; j < heads; ++j) std::copy(&scratch.weights[j * count + k0], &scratch.weights[j * count + k1], &run_weights[j][first_lane]);
-      for (size_t slice = 0; slice < dv; slice += width) {
-        const size_t at = ValueElementOffset<int8_t>(slice, dv);
-        int32_t* slice_sums = scratch.sums.data() + slice;
-        size_t i = 0;
-        for (; i + lanes <= width; i += lanes) {
-          VI acc[kHeads];
-#pragma GCC unroll 8
-          for (size_t j = 0; j < heads; ++j) acc[j] = hn::LoadU(di, slice_sums + j * dv + i);
-          for (size_t q = 0; q < key_pairs; ++q) {
-            const int8_t* bytes = pair_base + at + q * 2 * width + 2 * i;
-#pragma GCC unroll 8
-            for (size_t j = 0; j < heads; ++j) acc[j] = MulAddPairs(di, bytes, &run_weights[j][2 * q], acc[j]);
-          }
-#pragma GCC unroll 8
-          for (size_t j = 0; j < heads; ++j) hn::StoreU(acc[j], di, slice_sums + j * dv + i);
-        }
-        for (; i < width; ++i) {
-          for (size_t j = 0; j < heads; ++j) {
-            int32_t acc = slice_sums[j * dv + i];
-            for (size_t lane = 0; lane < 2 * key_pairs; ++lane) acc += int32_t{run_weights[j][lane]} * place(lane)[at + 2 * i];
-            slice_sums[j * dv + i] = acc;
-          }
-        }
+    const int8_t* const* quad_values = &scratch.quads[c * kQ8WeightChunk];
+    const size_t quad_count = scratch.quad_counts[c];
+    const uint8_t* quad_weights = &scratch.weights[c * 4 * kQ8WeightChunk];
+    float step[kHeads];
+    for (size_t j = 0; j < heads; ++j) step[j] = scratch.weight_scales[j * chunks + c];
+    for (size_t v0 = 0; v0 < vectors; v0 += kValueBlock<kHeads>) {
+      size_t element[kValueBlock<kHeads>], offset[kValueBlock<kHeads>];
+      const size_t used = std::min(kValueBlock<kHeads>, vectors - v0);
+      for (size_t b = 0; b < used; ++b) {
+        element[b] = (v0 + b) / slice_vectors * width + (v0 + b) % slice_vectors * lanes;
+        offset[b] = ValueElementOffset<int8_t>(element[b], dv);
+      }
+      switch (used) {
+#define HYMBA_VALUE_BLOCK_CASE(n)                                                                            \
+  case n:                                                                                                    \
+    if constexpr (n <= kValueBlock<kHeads>) {                                                                \
+      SumValueBlock<kHeads, n>(di, quad_values, quad_weights, head_stride, quad_count, element, offset, step, dv, out);  \
+    }                                                                                                        \
+    break;
+        HYMBA_VALUE_BLOCK_CASE(1) HYMBA_VALUE_BLOCK_CASE(2) HYMBA_VALUE_BLOCK_CASE(3) HYMBA_VALUE_BLOCK_CASE(4)
+#undef HYMBA_VALUE_BLOCK_CASE
       }
     }
-    for (size_t j = 0; j < heads; ++j) {
-      const float step = scratch.weight_scales[j * chunks + c];
-      for (size_t i = 0; i < dv; ++i) out[j * dv + i] += static_cast<float>(scratch.sums[j * dv + i]) * step;
+    for (size_t slice = 0; slice < dv; slice += width) {
+      for (size_t i = slice + slice_vectors * lanes; i < slice + width; ++i) {
+        const size_t at = ValueElementOffset<int8_t>(i, dv);
+        for (size_t j = 0; j < heads; ++j) {
+          int32_t acc = 0;
+          for (size_t q = 0; q < quad_count; ++q) {
+            for (size_t t = 0; t < 4; ++t) acc += int32_t{quad_weights[j * head_stride + 4 * q + t]} * quad_values[q][at + t];
+          }
+          out[j * dv + i] += static_cast<float>(acc) * step[j];
+        }
+      }
     }
   }
   for (size_t j = 0; j < heads; ++j) {

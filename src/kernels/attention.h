@@ -41,13 +41,16 @@ constexpr size_t KeyPlaneOffset(size_t plane) {
 // ValueSliceWidth(dv) elements, slice-major ([slice][kKeyTile][width]): the
 // kernel's pass over one slice of a tile's values reads them as one stream
 // (rows of dv elements made it stride across them, and a decode step at depth
-// read its K/V at half the memory bandwidth). Cache type q8 pairs the keys
-// instead ([slice][kKeyTile / 2][width][2]): one load reads an element of two
-// keys for each of its lanes. Value `index` of a run of tiles starts at
-// ValueTileIndex<T>(index, dv) and its element i is ValueElementOffset<T>(i, dv)
-// further on; a q8 value's pointer is odd exactly when its key is the second
-// of a pair, since every tile starts at an even address.
+// read its K/V at half the memory bandwidth). Cache type q8 groups the keys in
+// fours instead ([slice][kKeyTile / 4][width][4]): one load reads an element
+// of four keys for each of its lanes, which a byte quad multiply-add takes
+// whole. Value `index` of a run of tiles starts at ValueTileIndex<T>(index, dv)
+// and its element i is ValueElementOffset<T>(i, dv) further on; a q8 value's
+// address modulo 4 is its key's place in the quad, since every tile starts at
+// a multiple of 4.
 inline constexpr size_t kValueSlice = 32;
+template <typename T>
+inline constexpr size_t kValueLaneStride = std::is_same_v<T, int8_t> ? 4 : 1;
 // The largest divisor of dv up to kValueSlice: slices fill the row exactly.
 constexpr size_t ValueSliceWidth(size_t dv) {
   size_t width = dv < kValueSlice ? dv : kValueSlice;
@@ -56,14 +59,14 @@ constexpr size_t ValueSliceWidth(size_t dv) {
 }
 template <typename T>
 constexpr size_t ValueTileIndex(size_t index, size_t dv) {
-  constexpr size_t stride = kKeyLaneStride<T>;
+  constexpr size_t stride = kValueLaneStride<T>;
   const size_t lane = index % kKeyTile;
   return index / kKeyTile * kKeyTile * dv + lane / stride * stride * ValueSliceWidth(dv) + lane % stride;
 }
 template <typename T>
 constexpr size_t ValueElementOffset(size_t i, size_t dv) {
   const size_t width = ValueSliceWidth(dv);
-  return i / width * kKeyTile * width + i % width * kKeyLaneStride<T>;
+  return i / width * kKeyTile * width + i % width * kValueLaneStride<T>;
 }
 
 // Cache type q8: a key or value row (one position, one K/V head) as int8 with
@@ -116,10 +119,10 @@ struct SoftmaxStats {
 // of K_m is key_rows[m][KeyPlaneOffset<T>(i)] and element i of V_m is
 // value_rows[m][ValueElementOffset<T>(i, dv)] (the tiles above); keys and
 // values stored as f32, f16 (cache type f16) or int8 with their scales (cache
-// type q8, above). The q8 kernel multiplies in integers: each query is rounded
-// to int16 steps of its absmax / 32767, and each 64 keys' softmax weights
-// times their value scales likewise (kernels/attention.cc), 1/65534 of the
-// largest where the cache's own rounding is 1/254.
+// type q8, above). The q8 kernel multiplies in integers: each query is
+// rounded to int16 steps of its absmax / 32767, and each 64 keys' softmax
+// weights times their value scales to uint8 steps of their largest / 255
+// (kernels/attention.cc).
 // scores: scratch of heads * count. stats, when given, receives each head's
 // softmax statistics. A score is the same whatever `heads` is and wherever its
 // key sits in a tile, so each head's result is too.

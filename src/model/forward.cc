@@ -132,7 +132,7 @@ void KvCacheOf<T>::Commit() {
       const size_t width = ValueSliceWidth(dv_);
       for (size_t slice = 0; slice < dv_; slice += width) {
         const size_t at = ValueElementOffset<T>(slice, dv_);
-        for (size_t e = 0; e < width * kKeyLaneStride<T>; e += kKeyLaneStride<T>) stored_value[at + e] = value[at + e];
+        for (size_t e = 0; e < width * kValueLaneStride<T>; e += kValueLaneStride<T>) stored_value[at + e] = value[at + e];
       }
     }
   }

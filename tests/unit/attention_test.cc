@@ -268,8 +268,8 @@ TEST(QuantizeQ8, RoundsToTheNearestStepOfAbsmaxOver127) {
 
 // Values in tiles: every element of every slot has its own place, and the
 // slices of a tile cover its values exactly, for widths that divide dv and
-// for dv that no width up to kValueSlice divides but 1; q8 pairs the slots of
-// a tile (kernels/attention.h).
+// for dv that no width up to kValueSlice divides but 1; q8 groups the slots
+// of a tile in fours (kernels/attention.h).
 template <typename T>
 void ExpectEveryValueElementHasItsOwnPlace() {
   for (size_t dv : {1, 7, 8, 16, 32, 40, 64, 96, 128, 37}) {
@@ -280,19 +280,21 @@ void ExpectEveryValueElementHasItsOwnPlace() {
     std::vector<int> seen(slots * dv, 0);
     for (size_t slot = 0; slot < slots; ++slot) {
       const size_t lane = slot % kKeyTile;
-      // The second of a q8 pair is the only odd place: the kernel finds pairs by it.
-      EXPECT_EQ(ValueTileIndex<T>(slot, dv) % 2, (std::is_same_v<T, int8_t> ? lane : lane * width) % 2);
+      // A q8 slot's place modulo 4 is its place in its quad: the kernel finds quads by it.
+      if constexpr (std::is_same_v<T, int8_t>) {
+        EXPECT_EQ(ValueTileIndex<T>(slot, dv) % 4, lane % 4);
+      }
       for (size_t i = 0; i < dv; ++i) {
         const size_t at = ValueTileIndex<T>(slot, dv) + ValueElementOffset<T>(i, dv);
         ASSERT_LT(at, seen.size()) << "dv " << dv << " slot " << slot << " element " << i;
         ++seen[at];
         if (lane + 1 == kKeyTile) continue;
         // A slice of a tile is one run: the same element of the next slot in
-        // the tile is one slice width on (q8: the pair's second is next to
-        // its first, and the next pair two widths on).
+        // the tile is one slice width on (q8: the next key of a quad is next
+        // to it, and the next quad four widths on from the quad's first).
         const size_t next = ValueTileIndex<T>(slot + 1, dv) + ValueElementOffset<T>(i, dv);
         if constexpr (std::is_same_v<T, int8_t>) {
-          EXPECT_EQ(next, lane % 2 == 0 ? at + 1 : at - 1 + 2 * width);
+          EXPECT_EQ(next, lane % 4 != 3 ? at + 1 : at - 3 + 4 * width);
         } else {
           EXPECT_EQ(next, at + width);
         }
@@ -343,9 +345,9 @@ TEST(KeyTiles, EveryPlaneHasItsOwnPlace) {
 // the double loop over the decoded cache: its query is rounded to int16 steps
 // of absmax / 32767, which moves a score by at most scale x step / 2 x sum|k|,
 // and a convex combination of values by at most twice that times max|v|; each
-// key's weight times its value scale is rounded to int16 steps of its chunk's
-// largest (64 keys), which moves the output by step / 2 x 127 / sum of weights
-// per key.
+// key's weight times its value scale is rounded to uint8 steps of its chunk's
+// largest / 255 (64 keys), which moves the output by step / 2 x 127 / sum of
+// weights per key.
 double Q8ProductBound(const float* query, const std::vector<const float*>& key_rows,
                       const std::vector<const float*>& value_rows, size_t dqk, size_t dv, double scale) {
   const size_t count = key_rows.size();
@@ -370,7 +372,7 @@ double Q8ProductBound(const float* query, const std::vector<const float*>& key_r
     double chunk_max = 0;
     const size_t end = std::min(count, first + 64);
     for (size_t m = first; m < end; ++m) chunk_max = std::max(chunk_max, scores[m] * value_scales[m]);
-    weight_error += static_cast<double>(end - first) * chunk_max / 65534 * 127;
+    weight_error += static_cast<double>(end - first) * chunk_max / 510 * 127;
   }
   return 2.02 * score_error * value_max + 1.01 * weight_error / sum;
 }
@@ -380,10 +382,10 @@ double Q8ProductBound(const float* query, const std::vector<const float*>& key_r
 // included, and the same bits wherever a key sits in its tile.
 TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
-    for (size_t heads : {1, 5}) {
+    for (size_t heads : {1, 5, 8}) {
       for (size_t dqk : {1, 7, 20, 64}) {
         for (size_t dv : {7, 40, 128}) {
-          for (size_t count : {1, 33}) {
+          for (size_t count : {1, 33, 130}) {
             std::vector<float> first_out;
             for (const auto& [first_slot, scattered] : {std::pair<size_t, bool>{0, false}, {3, false}, {14, false}, {5, true}}) {
               std::mt19937 same(9);  // the same keys and values for every placement
@@ -439,6 +441,35 @@ TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
         }
       }
     }
+  });
+}
+
+// The softmax's exp over the whole range a weight can take: one key per
+// score from 0 down to -86 below the largest, each value one-hot, so that
+// output m is key m's weight. Each is within 7 ulp of exp in double (the
+// exp's own error, the sum's and the division's), and
+// a key 200 below the largest weighs 0.
+TEST(Attend, SoftmaxWeightsMatchDoubleExpOverTheirWholeRange) {
+  test::ForEachSimdTarget([&](int64_t) {
+    const size_t count = 101;
+    KeyTiles<float> keys(count, 1);
+    ValueTiles<float> values(count, count);
+    std::vector<const float*> key_rows, value_rows;
+    for (size_t m = 0; m < count; ++m) {
+      keys.at(m, 0) = m + 1 < count ? -0.86f * static_cast<float>(m) : -200.0f;
+      for (size_t i = 0; i < count; ++i) values.at(m, i) = i == m ? 1.0f : 0.0f;
+      key_rows.push_back(keys.key(m)), value_rows.push_back(values.value(m));
+    }
+    const float query = 1.0f;
+    std::vector<float> scores(count), out(count);
+    Attend(&query, 1, key_rows.data(), value_rows.data(), count, 1, count, 1.0f, scores.data(), out.data());
+    double sum = 0;
+    for (size_t m = 0; m < count; ++m) sum += std::exp(static_cast<double>(keys.at(m, 0)));
+    for (size_t m = 0; m + 1 < count; ++m) {
+      const double expected = std::exp(static_cast<double>(keys.at(m, 0))) / sum;
+      ASSERT_NEAR(out[m], expected, 4e-7 * expected) << "score " << keys.at(m, 0);
+    }
+    EXPECT_EQ(out[count - 1], 0.0f);
   });
 }
 
