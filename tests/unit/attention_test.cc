@@ -473,6 +473,29 @@ TEST(Attend, SoftmaxWeightsMatchDoubleExpOverTheirWholeRange) {
   });
 }
 
+// A q8 row that overflowed upstream stores a NaN scale (Q8RowScale): the
+// kernel carries it to every output of the heads that see the row, so that
+// sampling reports it instead of going on with garbage.
+TEST(Attend, Q8NaNValueScaleReachesTheOutput) {
+  test::ForEachSimdTarget([&](int64_t) {
+    const size_t count = 40, dqk = 8, dv = 40, heads = 2;
+    KeyTiles<int8_t> keys(count, dqk);
+    ValueTiles<int8_t> values(count, dv);
+    std::vector<const int8_t*> key_rows, value_rows;
+    for (size_t m = 0; m < count; ++m) {
+      for (size_t i = 0; i < dqk; ++i) keys.at(m, i) = static_cast<int8_t>(m % 7 + i);
+      for (size_t i = 0; i < dv; ++i) values.at(m, i) = static_cast<int8_t>(i % 5);
+      StoreQ8Scale(0.01f, keys.key(m), Q8KeyScalePlane(dqk));
+      StoreQ8Scale(m == 21 ? NAN : 0.02f, keys.key(m), Q8ValueScalePlane(dqk));
+      key_rows.push_back(keys.key(m)), value_rows.push_back(values.value(m));
+    }
+    const std::vector<float> queries(heads * dqk, 0.5f);
+    std::vector<float> scores(heads * count), out(heads * dv);
+    Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.3f, scores.data(), out.data());
+    for (float v : out) ASSERT_TRUE(std::isnan(v));
+  });
+}
+
 TEST(Attend, HugeScoresStayFinite) {
   const std::vector<float> query(16, 100.0f), value(4, 2.0f);
   KeyTiles<float> key(1, 16);
