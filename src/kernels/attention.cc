@@ -52,7 +52,8 @@ HWY_INLINE void StoreScores(D d, const hn::Vec<D>* score, size_t run, size_t m, 
 // exp(x) for the softmax's x <= 0: Cephes' expf polynomial after a two-step
 // reduction by ln 2 (within 2 ulp), 0 below -87 (where exp(x) < 1.7e-38
 // beside the largest weight's 1), NaN for NaN. hn::Exp serves every input
-// range at three times the cost, which a decode step at depth felt.
+// range at about 1.5 times the cost, and the softmax takes one per query
+// head and key.
 template <class D>
 HWY_INLINE hn::Vec<D> ExpNonPositive(D d, hn::Vec<D> x) {
   const hn::RebindToSigned<D> di;
