@@ -284,11 +284,12 @@ float ToSteps(const float* values, size_t n, Step* steps) {
 #define HYMBA_HAVE_VNNI 0
 #endif
 
-// Two int16 as one int32 lane's worth, the first in the low half, as a pair
-// multiply-add takes them.
-HWY_INLINE int32_t PackedPair(const int16_t* pair) {
+// Four bytes as one int32 lane's worth, the first lowest: the two int16 that
+// a pair multiply-add takes (MulAddPairs), or the four uint8 of a quad one
+// (MulAddQuads).
+HWY_INLINE int32_t PackedLane(const void* bytes) {
   int32_t packed;
-  std::memcpy(&packed, pair, sizeof(packed));
+  std::memcpy(&packed, bytes, sizeof(packed));
   return packed;
 }
 
@@ -314,14 +315,6 @@ HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddPairs(DI di, const int8_t* bytes, h
   const auto sum = hn::ReorderWidenMulAccumulate(di, words, hn::BitCast(dw, pairs), acc, unused);
   return hn::RearrangeToOddPlusEven(sum, unused);
 #endif
-}
-
-// Four uint8 as one int32 lane's worth, the first in the lowest byte, as a
-// quad multiply-add takes them.
-HWY_INLINE int32_t PackedQuad(const uint8_t* quad) {
-  int32_t packed;
-  std::memcpy(&packed, quad, sizeof(packed));
-  return packed;
 }
 
 // acc + the sum over t < 4 of bytes[4l + t] * weight t in each int32 lane l,
@@ -385,11 +378,14 @@ struct Q8Scratch {
 };
 
 // Output vectors the q8 value pass sums at once: every head's accumulators
-// for them, the heads' broadcast weights and a vector of values fit the
-// vector registers.
-constexpr size_t kVectorRegisters = HWY_MAX_BYTES >= 64 ? 32 : 16;
+// for them, the heads' broadcast weights and a vector of values fit half the
+// vector registers. GCC copies each accumulator around its multiply-add, and
+// blocks that filled the registers spilled to the stack: for 5 heads, blocks
+// of 2, 3 and 4 vectors took 87, 91 and 106 µs (BM_AttendDecode<int8_t>/1).
+constexpr ptrdiff_t kVectorRegisters = HWY_MAX_BYTES >= 64 ? 32 : 16;
 template <size_t kHeads>
-constexpr size_t kValueBlock = std::clamp<size_t>((kVectorRegisters - 14 - kHeads) / kHeads, 1, 4);
+constexpr size_t kValueBlock = static_cast<size_t>(
+    std::clamp<ptrdiff_t>((kVectorRegisters / 2 - 1 - static_cast<ptrdiff_t>(kHeads)) / static_cast<ptrdiff_t>(kHeads), 1, 4));
 
 // One block of the q8 value pass (AttendHeadsQ8): kBlock output vectors,
 // whose first elements are `element` and whose values sit `offset` bytes from
@@ -413,7 +409,7 @@ HYMBA_VNNI_ATTR HWY_INLINE void SumValueBlock(DI di, const int8_t* const* quad_v
   for (size_t q = 0; q < quad_count; ++q) {
     VI weights[kHeads];
 #pragma GCC unroll 8
-    for (size_t j = 0; j < kHeads; ++j) weights[j] = hn::Set(di, PackedQuad(&quad_weights[j * head_stride + 4 * q]));
+    for (size_t j = 0; j < kHeads; ++j) weights[j] = hn::Set(di, PackedLane(&quad_weights[j * head_stride + 4 * q]));
 #pragma GCC unroll 4
     for (size_t b = 0; b < kBlock; ++b) {
 #pragma GCC unroll 8
@@ -488,8 +484,8 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
         if (value_line < values_end) __builtin_prefetch(value_line, 0, 2), __builtin_prefetch(value_line + 64, 0, 2), value_line += 128;
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
-          even[j] = MulAddPairs(di, plane_pairs, hn::Set(di, PackedPair(&query_steps[(j * pairs + p) * 2])), even[j]);
-          odd[j] = MulAddPairs(di, plane_pairs + 2 * kKeyTile, hn::Set(di, PackedPair(&query_steps[(j * pairs + p + 1) * 2])), odd[j]);
+          even[j] = MulAddPairs(di, plane_pairs, hn::Set(di, PackedLane(&query_steps[(j * pairs + p) * 2])), even[j]);
+          odd[j] = MulAddPairs(di, plane_pairs + 2 * kKeyTile, hn::Set(di, PackedLane(&query_steps[(j * pairs + p + 1) * 2])), odd[j]);
         }
       }
       if (p < chunk_end) {
@@ -497,7 +493,7 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
         __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(2 * p), 0, 3);
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
-          even[j] = MulAddPairs(di, plane_pair, hn::Set(di, PackedPair(&query_steps[(j * pairs + p) * 2])), even[j]);
+          even[j] = MulAddPairs(di, plane_pair, hn::Set(di, PackedLane(&query_steps[(j * pairs + p) * 2])), even[j]);
         }
       }
 #pragma GCC unroll 8
