@@ -367,14 +367,8 @@ HWY_INLINE const int8_t* QuadStart(const int8_t* value) { return value - reinter
 
 // What the q8 kernel keeps between its steps, grown as needed, one per thread.
 struct Q8Scratch {
-  std::vector<int16_t> query_steps;       // [head][dqk rounded up to pairs], an odd count's last partner 0
-  std::vector<float> value_scales;        // [count + a vector]
-  std::vector<const int8_t*> quads;       // [chunk][kQ8WeightChunk]: the first value of each quad the chunk's keys sit in
-  std::vector<size_t> quad_counts;        // [chunk]
-  std::vector<uint8_t> places;            // [count]: a key's place among its chunk's quads' weights
-  std::vector<uint8_t> in_order;          // [chunk]: 1 when each key's place is the one after the last's
-  std::vector<uint8_t> weights;           // [head][chunk][4 x kQ8WeightChunk]: the quads' weights, 0 outside the chunk
-  std::vector<float> weight_scales;       // [head][chunk]
+  std::vector<int16_t> query_steps;  // [head][dqk rounded up to pairs], an odd count's last partner 0
+  std::vector<float> value_scales;   // [count + a vector]
 };
 
 // Output vectors the q8 value pass sums at once: every head's accumulators
@@ -440,12 +434,6 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
   const size_t pairs = (dqk + 1) / 2, chunks = (count + kQ8WeightChunk - 1) / kQ8WeightChunk;
   scratch.query_steps.assign(heads * 2 * pairs, 0);
   scratch.value_scales.resize(count + kKeyTile);
-  scratch.quads.resize(chunks * kQ8WeightChunk);
-  scratch.quad_counts.resize(chunks);
-  scratch.places.resize(count);
-  scratch.in_order.resize(chunks);
-  scratch.weights.resize(heads * chunks * 4 * kQ8WeightChunk);
-  scratch.weight_scales.resize(heads * chunks);
 
   float query_scale[kHeads];
   for (size_t j = 0; j < heads; ++j) {
@@ -512,26 +500,7 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
   float inverse[kHeads];
   ExpScores<kHeads>(dk, max_vector, count, scores, inverse, stats);
 
-  // Each chunk's keys by the quads of their tiles (kernels/attention.h).
-  for (size_t c = 0; c < chunks; ++c) {
-    const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
-    const int8_t** quads = &scratch.quads[first];
-    uint8_t* places = &scratch.places[first];
-    size_t quad_count = 0;
-    bool in_order = true;  // as a ring's positions mostly are
-    for (size_t k = 0; k < size; ++k) {
-      const int8_t* quad = QuadStart(value_rows[first + k]);
-      if (quad_count == 0 || quad != quads[quad_count - 1]) quads[quad_count++] = quad;
-      places[k] = static_cast<uint8_t>(4 * (quad_count - 1) + static_cast<size_t>(value_rows[first + k] - quad));
-      in_order = in_order && size_t{places[k]} == size_t{places[0]} + k;
-    }
-    scratch.quad_counts[c] = quad_count;
-    scratch.in_order[c] = in_order;
-  }
-
-  // Weights: each key's softmax weight times its value's scale, as uint8
-  // steps of one step per chunk of keys in list order (so that where a key
-  // sits does not matter), in its place among the chunk's quads' weights.
+  // Weights: each key's softmax weight times its value's scale.
   const hn::ScalableTag<float> d;
   for (size_t j = 0; j < heads; ++j) {
     float* row = scores + j * count;
@@ -540,37 +509,46 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
       hn::StoreU(hn::Mul(hn::LoadU(d, row + k), hn::LoadU(d, &scratch.value_scales[k])), d, row + k);
     }
     for (; k < count; ++k) row[k] *= scratch.value_scales[k];
-    for (size_t c = 0; c < chunks; ++c) {
-      const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
-      const uint8_t* places = &scratch.places[first];
-      uint8_t* quad_weights = &scratch.weights[(j * chunks + c) * 4 * kQ8WeightChunk];
-      std::fill_n(quad_weights, 4 * scratch.quad_counts[c], uint8_t{0});
-      float& step = scratch.weight_scales[j * chunks + c];
-      if (scratch.in_order[c]) {
-        step = ToSteps(row + first, size, quad_weights + places[0]);
-      } else {
-        uint8_t steps[kQ8WeightChunk];
-        step = ToSteps(row + first, size, steps);
-        for (size_t i = 0; i < size; ++i) quad_weights[places[i]] = steps[i];
-      }
-    }
   }
 
-  // Weighted values, a chunk of keys at a time: for a block of the output's
-  // vectors at a time (every head's accumulators in registers) each quad's
-  // values multiplied by every head's four weights. The block's int32 sums
-  // join `out` in f32 after the chunk. Elements after a slice's last whole
-  // vector go one at a time.
+  // Weighted values, a chunk of keys at a time: the chunk's keys by the
+  // quads of their tiles (kernels/attention.h), each head's weights as uint8
+  // steps of one step per chunk in list order (so that where a key sits does
+  // not matter), in their keys' places among the quads; then for a block of
+  // the output's vectors at a time (every head's accumulators in registers)
+  // each quad's values multiplied by every head's four weights. The block's
+  // int32 sums join `out` in f32 after the chunk. Elements after a slice's
+  // last whole vector go one at a time.
   const size_t width = ValueSliceWidth(dv);
   const size_t slice_vectors = width / lanes, vectors = dv / width * slice_vectors;
-  const size_t head_stride = chunks * 4 * kQ8WeightChunk;  // from a head's quad weights to the next head's
+  constexpr size_t head_stride = 4 * kQ8WeightChunk;  // from a head's quad weights to the next head's
+  const int8_t* quad_values[kQ8WeightChunk];          // a quad's first value
+  uint8_t quad_weights[kHeads * head_stride];         // 0 for a key of a quad outside the chunk
+  uint8_t places[kQ8WeightChunk];                     // a key's place among its chunk's quads' weights
   std::fill(out, out + heads * dv, 0.0f);
   for (size_t c = 0; c < chunks; ++c) {
-    const int8_t* const* quad_values = &scratch.quads[c * kQ8WeightChunk];
-    const size_t quad_count = scratch.quad_counts[c];
-    const uint8_t* quad_weights = &scratch.weights[c * 4 * kQ8WeightChunk];
+    const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
+    size_t quad_count = 0;
+    bool in_order = true;  // each key's place the one after the last's, as a ring's positions mostly are
+    for (size_t k = 0; k < size; ++k) {
+      const int8_t* quad = QuadStart(value_rows[first + k]);
+      if (quad_count == 0 || quad != quad_values[quad_count - 1]) quad_values[quad_count++] = quad;
+      places[k] = static_cast<uint8_t>(4 * (quad_count - 1) + static_cast<size_t>(value_rows[first + k] - quad));
+      in_order = in_order && size_t{places[k]} == size_t{places[0]} + k;
+    }
     float step[kHeads];
-    for (size_t j = 0; j < heads; ++j) step[j] = scratch.weight_scales[j * chunks + c];
+    for (size_t j = 0; j < heads; ++j) {
+      const float* weights = scores + j * count + first;
+      uint8_t* head_weights = quad_weights + j * head_stride;
+      std::fill_n(head_weights, 4 * quad_count, uint8_t{0});
+      if (in_order) {
+        step[j] = ToSteps(weights, size, head_weights + places[0]);
+      } else {
+        uint8_t steps[kQ8WeightChunk];
+        step[j] = ToSteps(weights, size, steps);
+        for (size_t k = 0; k < size; ++k) head_weights[places[k]] = steps[k];
+      }
+    }
     for (size_t v0 = 0; v0 < vectors; v0 += kValueBlock<kHeads>) {
       size_t element[kValueBlock<kHeads>], offset[kValueBlock<kHeads>];
       const size_t used = std::min(kValueBlock<kHeads>, vectors - v0);
