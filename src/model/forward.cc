@@ -23,7 +23,9 @@ KvCacheOf<T>::KvCacheOf(const Config& config, int owner)
       dv_(static_cast<size_t>(config.head_dim_v)),
       key_planes_(KeyPlanes<T>(dqk_)),
       meta_(config.num_memory_tokens),
-      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {}
+      ring_(config.HasSlidingWindow() && !config.KeepsFullHistory(owner) ? config.sliding_window + 1 : 0) {
+  for (size_t lane = 0; lane < kKeyTile; ++lane) value_lane_offsets_[lane] = ValueTileIndex<T>(lane, dv_);
+}
 
 template <typename T>
 size_t KvCacheOf<T>::Slot(int64_t position) const {
@@ -96,19 +98,29 @@ size_t KvCacheOf<T>::BlockValueIndex(size_t slot, size_t kv_head) const {
 
 template <typename T>
 void KvCacheOf<T>::Rows(int64_t first, size_t count, size_t kv_head, const T** keys, const T** values) const {
-  size_t slot = first < committed_ ? Slot(first) : 0;  // then one on, wrapping in the ring, without a division
-  for (size_t n = 0; n < count; ++n) {
+  for (size_t n = 0; n < count;) {
     const int64_t position = first + static_cast<int64_t>(n);
     if (position >= committed_) {
       const auto index = static_cast<size_t>(position - committed_);
       keys[n] = &scratch_keys_[ScratchKeyIndex(index, kv_head)];
       values[n] = &scratch_values_[ScratchValueIndex(index, kv_head)];
+      ++n;
       continue;
     }
-    keys[n] = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, kv_head)];
-    values[n] = &value_blocks_[slot / kBlockSlots][BlockValueIndex(slot, kv_head)];
-    ++slot;
-    if (ring_ > 0 && slot == static_cast<size_t>(meta_ + ring_)) slot = static_cast<size_t>(meta_);
+    // The rest of the slot's tile at once, up to the ring's wrap and the
+    // scratch: a decode step at depth asks for every visible position of
+    // every K/V head, and the indices of each slot cost about as much as the
+    // kernel's reading it.
+    const size_t slot = Slot(position), lane = slot % kKeyTile;
+    size_t run = std::min({count - n, kKeyTile - lane, static_cast<size_t>(committed_ - position)});
+    if (ring_ > 0) run = std::min(run, static_cast<size_t>(meta_ + ring_) - slot);
+    const T* key = &key_blocks_[slot / kBlockSlots][BlockKeyIndex(slot, kv_head)];
+    const T* value = &value_blocks_[slot / kBlockSlots][BlockValueIndex(slot, kv_head)] - value_lane_offsets_[lane];
+    for (size_t r = 0; r < run; ++r) {
+      keys[n + r] = key + r * kKeyLaneStride<T>;
+      values[n + r] = value + value_lane_offsets_[lane + r];
+    }
+    n += run;
   }
 }
 

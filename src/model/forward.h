@@ -1,6 +1,7 @@
 // The Hymba forward pass (spec section 3 with the semantics of section E).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <variant>
@@ -54,6 +55,7 @@ class KvCacheOf {
   // Elements a key takes in its tile (KeyPlanes<T>: the head dimensions,
   // and for q8 a zero to pair an odd count and the two scales' bytes).
   size_t key_planes_;
+  std::array<size_t, kKeyTile> value_lane_offsets_;  // ValueTileIndex<T> of each lane of a tile
   int64_t meta_;
   int64_t ring_;  // ring entries after the meta tokens; 0 = keep the full history
   int64_t positions_ = 0;
