@@ -293,26 +293,28 @@ HWY_INLINE int32_t PackedLane(const void* bytes) {
   return packed;
 }
 
-// acc + bytes[2l] * low + bytes[2l + 1] * high in each int32 lane l, where
-// low and high are the int16 halves of that lane of `pairs`: 2 x Lanes(di)
-// int8 from `bytes`.
+// acc + bytes[2l] * pair[0] + bytes[2l + 1] * pair[1] in each int32 lane l:
+// 2 x Lanes(di) int8 from `bytes`, one pair of int16 for every lane.
 template <class DI>
-HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddPairs(DI di, const int8_t* bytes, hn::Vec<DI> pairs, hn::Vec<DI> acc) {
+HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddPairs(DI di, const int8_t* bytes, const int16_t* pair, hn::Vec<DI> acc) {
 #if HWY_TARGET == HWY_SCALAR
-  const int32_t packed = hn::GetLane(pairs);
-  const int32_t low = static_cast<int16_t>(packed & 0xFFFF), high = packed >> 16;
-  return hn::Add(acc, hn::Set(di, int32_t{bytes[0]} * low + int32_t{bytes[1]} * high));
+  return hn::Add(acc, hn::Set(di, int32_t{bytes[0]} * pair[0] + int32_t{bytes[1]} * pair[1]));
 #else
 #if HYMBA_HAVE_VNNI
   if constexpr (hn::MaxLanes(di) == 16) {
+    // Written out, so that the pair comes broadcast from memory and the sum
+    // stays in its register: through the intrinsic, GCC 12 copied one chain
+    // of accumulators to another register and back around every step.
     const __m512i words = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes)));
-    return hn::Vec<DI>{_mm512_dpwssd_epi32(acc.raw, words, pairs.raw)};
+    __m512i sum = acc.raw;
+    asm("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(sum) : "v"(words), "m"(*reinterpret_cast<const int32_t*>(pair)));
+    return hn::Vec<DI>{sum};
   }
 #endif
   const hn::Repartition<int16_t, DI> dw;
   const auto words = hn::PromoteTo(dw, hn::LoadU(hn::Rebind<int8_t, decltype(dw)>(), bytes));
   auto unused = hn::Zero(di);  // x86 keeps each pair's sum in one lane: sum1 stays zero
-  const auto sum = hn::ReorderWidenMulAccumulate(di, words, hn::BitCast(dw, pairs), acc, unused);
+  const auto sum = hn::ReorderWidenMulAccumulate(di, words, hn::BitCast(dw, hn::Set(di, PackedLane(pair))), acc, unused);
   return hn::RearrangeToOddPlusEven(sum, unused);
 #endif
 }
@@ -330,7 +332,9 @@ HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddQuads(DI di, const int8_t* bytes, h
 #else
 #if HYMBA_HAVE_VNNI
   if constexpr (hn::MaxLanes(di) == 16) {
-    return hn::Vec<DI>{_mm512_dpbusd_epi32(acc.raw, quads.raw, _mm512_loadu_si512(bytes))};
+    __m512i sum = acc.raw;  // written out for the reason MulAddPairs gives
+    asm("vpdpbusd %2, %1, %0" : "+v"(sum) : "v"(quads.raw), "v"(_mm512_loadu_si512(bytes)));
+    return hn::Vec<DI>{sum};
   }
 #endif
   // Each int16 of `words` holds keys 0 and 1 of a lane's quad or keys 2 and
@@ -372,14 +376,13 @@ struct Q8Scratch {
 };
 
 // Output vectors the q8 value pass sums at once: every head's accumulators
-// for them, the heads' broadcast weights and a vector of values fit half the
-// vector registers. GCC copies each accumulator around its multiply-add, and
-// blocks that filled the registers spilled to the stack: for 5 heads, blocks
-// of 2, 3 and 4 vectors took 87, 91 and 106 µs (BM_AttendDecode<int8_t>/1).
+// for them, the heads' broadcast weights and a vector of values fill the
+// vector registers less one, at most 4 vectors (for 5 heads, 4 of dv = 128's
+// 8 vectors: 20 accumulators).
 constexpr ptrdiff_t kVectorRegisters = HWY_MAX_BYTES >= 64 ? 32 : 16;
 template <size_t kHeads>
 constexpr size_t kValueBlock = static_cast<size_t>(
-    std::clamp<ptrdiff_t>((kVectorRegisters / 2 - 1 - static_cast<ptrdiff_t>(kHeads)) / static_cast<ptrdiff_t>(kHeads), 1, 4));
+    std::clamp<ptrdiff_t>((kVectorRegisters - 2 - static_cast<ptrdiff_t>(kHeads)) / static_cast<ptrdiff_t>(kHeads), 1, 4));
 
 // One block of the q8 value pass (AttendHeadsQ8): kBlock output vectors,
 // whose first elements are `element` and whose values sit `offset` bytes from
@@ -472,8 +475,8 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
         if (value_line < values_end) __builtin_prefetch(value_line, 0, 2), __builtin_prefetch(value_line + 64, 0, 2), value_line += 128;
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
-          even[j] = MulAddPairs(di, plane_pairs, hn::Set(di, PackedLane(&query_steps[(j * pairs + p) * 2])), even[j]);
-          odd[j] = MulAddPairs(di, plane_pairs + 2 * kKeyTile, hn::Set(di, PackedLane(&query_steps[(j * pairs + p + 1) * 2])), odd[j]);
+          even[j] = MulAddPairs(di, plane_pairs, &query_steps[(j * pairs + p) * 2], even[j]);
+          odd[j] = MulAddPairs(di, plane_pairs + 2 * kKeyTile, &query_steps[(j * pairs + p + 1) * 2], odd[j]);
         }
       }
       if (p < chunk_end) {
@@ -481,7 +484,7 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
         __builtin_prefetch(ahead + KeyPlaneOffset<int8_t>(2 * p), 0, 3);
 #pragma GCC unroll 8
         for (size_t j = 0; j < heads; ++j) {
-          even[j] = MulAddPairs(di, plane_pair, hn::Set(di, PackedLane(&query_steps[(j * pairs + p) * 2])), even[j]);
+          even[j] = MulAddPairs(di, plane_pair, &query_steps[(j * pairs + p) * 2], even[j]);
         }
       }
 #pragma GCC unroll 8
@@ -530,9 +533,10 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
     const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
     size_t quad_count = 0;
     bool in_order = true;  // each key's place the one after the last's, as a ring's positions mostly are
+    const int8_t* last_quad = nullptr;  // in a register: through quad_values, each key waited on the last's store
     for (size_t k = 0; k < size; ++k) {
       const int8_t* quad = QuadStart(value_rows[first + k]);
-      if (quad_count == 0 || quad != quad_values[quad_count - 1]) quad_values[quad_count++] = quad;
+      if (quad != last_quad) quad_values[quad_count++] = last_quad = quad;
       places[k] = static_cast<uint8_t>(4 * (quad_count - 1) + static_cast<size_t>(value_rows[first + k] - quad));
       in_order = in_order && size_t{places[k]} == size_t{places[0]} + k;
     }

@@ -384,7 +384,7 @@ TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
     for (size_t heads : {1, 5, 8}) {
       for (size_t dqk : {1, 7, 20, 64}) {
-        for (size_t dv : {7, 40, 128}) {
+        for (size_t dv : {7, 40, 51, 128}) {
           for (size_t count : {1, 33, 130}) {
             std::vector<float> first_out;
             for (const auto& [first_slot, scattered] : {std::pair<size_t, bool>{0, false}, {3, false}, {14, false}, {5, true}}) {
