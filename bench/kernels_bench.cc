@@ -227,8 +227,10 @@ void BM_AttendDecode(benchmark::State& state) {
         }
         for (size_t p = 0; p < parts; ++p) {
           const size_t first = p * range, size = std::min(keys, first + range) - first;
+          // The next range's keys, as a decode step passes them (this head's only).
+          const size_t next_size = p + 1 < parts ? std::min(keys, first + 2 * range) - first - range : 0;
           Attend(q.data(), group, &key_rows[first], &value_rows[first], size, dqk, dv, 0.125f, scores.data(),
-                 &part_out[p * group * dv], &stats[p * group]);
+                 &part_out[p * group * dv], &stats[p * group], {&key_rows[first + size], next_size});
         }
         for (size_t j = 0; j < group; ++j) {
           MergeAttention(&part_out[j * dv], group * dv, &stats[j], group, parts, dv, &out[j * dv]);

@@ -31,6 +31,23 @@ HWY_INLINE size_t KeyRun(const T* const* key_rows, size_t m, size_t count, size_
   return run;
 }
 
+// Tiles [first, last) of the next call's keys (one per kKeyTile keys in list
+// order) into L2. A key's tile starts at its cache line: tiles are whole
+// lines in line-aligned storage, and a key's offset in one is under a line.
+template <typename T>
+HWY_INLINE void FetchNextKeyTiles(const NextKeys<T>& next, size_t first, size_t last, size_t planes) {
+  for (size_t t = first; t < last; ++t) {
+    const uintptr_t tile = reinterpret_cast<uintptr_t>(next.rows[std::min(t * kKeyTile, next.count - 1)]) & ~uintptr_t{63};
+    for (size_t line = 0; line < kKeyTile * planes * sizeof(T); line += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(tile + line), 0, 2);
+    }
+  }
+}
+
+// The tiles of the next call's keys.
+template <typename T>
+HWY_INLINE size_t NextKeyTiles(const NextKeys<T>& next) { return (next.count + kKeyTile - 1) / kKeyTile; }
+
 // A run's scores (one key per lane) into each head's row of `scores`, and
 // into the running maxima.
 template <size_t kHeads, class D>
@@ -109,7 +126,7 @@ HWY_INLINE void ExpScores(DK dk, const hn::Vec<DK>* max_vector, size_t count, fl
 // count keeps the accumulators in registers.
 template <size_t kHeads, typename T>
 void AttendHeads(const float* queries, const T* const* key_rows, const T* const* value_rows, size_t count, size_t dqk,
-                 size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
+                 size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats, NextKeys<T> next) {
   const hn::ScalableTag<float> d;
   const size_t lanes = hn::Lanes(d);
   using V = hn::Vec<decltype(d)>;
@@ -167,8 +184,10 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   // pass streams. The partial sums wait in `out`, exactly.
   std::fill(out, out + heads * dv, 0.0f);
   const size_t width = ValueSliceWidth(dv);
-  for (size_t k0 = 0, k1 = 0; k0 < count; k0 = k1) {
+  const size_t runs = (count + kKeyTile - 1) / kKeyTile, next_tiles = NextKeyTiles(next);  // runs: at least
+  for (size_t k0 = 0, k1 = 0, run = 0; k0 < count; k0 = k1, ++run) {
     for (k1 = k0 + 1; k1 < count && k1 - k0 < kKeyTile && value_rows[k1] == value_rows[k0] + (k1 - k0) * width;) ++k1;
+    FetchNextKeyTiles(next, std::min(run, runs) * next_tiles / runs, std::min(run + 1, runs) * next_tiles / runs, dqk);
     for (size_t slice = 0; slice < dv; slice += width) {
       const size_t at = ValueElementOffset<T>(slice, dv);  // the slice's first element, from a value's pointer
       // The same slice of the next run's tile into L2 while this one is
@@ -176,8 +195,8 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
       // at depth 14 -> 17 GB/s on one Zen 4 core) and fetching them during
       // the scores (L1 miss slots are few).
       if (k1 < count) {
-        const char* next = reinterpret_cast<const char*>(value_rows[k1] + at);
-        for (size_t line = 0; line < kKeyTile * width * sizeof(T); line += 64) __builtin_prefetch(next + line, 0, 2);
+        const char* next_run = reinterpret_cast<const char*>(value_rows[k1] + at);
+        for (size_t line = 0; line < kKeyTile * width * sizeof(T); line += 64) __builtin_prefetch(next_run + line, 0, 2);
       }
       float* slice_out = out + slice;
       size_t i = 0;
@@ -426,7 +445,7 @@ HYMBA_VNNI_ATTR HWY_INLINE void SumValueBlock(DI di, const int8_t* const* quad_v
 template <size_t kHeads>
 HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* key_rows,
                                    const int8_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale,
-                                   float* scores, float* out, SoftmaxStats* stats) {
+                                   float* scores, float* out, SoftmaxStats* stats, NextKeys<int8_t> next) {
   constexpr size_t heads = kHeads;
   const hn::CappedTag<int32_t, kKeyTile> di;  // a key per lane (scores), a dimension per lane (values)
   const hn::Rebind<float, decltype(di)> dk;
@@ -529,8 +548,10 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
   uint8_t quad_weights[kHeads * head_stride];         // 0 for a key of a quad outside the chunk
   uint8_t places[kQ8WeightChunk];                     // a key's place among its chunk's quads' weights
   std::fill(out, out + heads * dv, 0.0f);
+  const size_t next_tiles = NextKeyTiles(next);
   for (size_t c = 0; c < chunks; ++c) {
     const size_t first = c * kQ8WeightChunk, size = std::min(count, first + kQ8WeightChunk) - first;
+    FetchNextKeyTiles(next, c * next_tiles / chunks, (c + 1) * next_tiles / chunks, KeyPlanes<int8_t>(dqk));
     size_t quad_count = 0;
     bool in_order = true;  // each key's place the one after the last's, as a ring's positions mostly are
     const int8_t* last_quad = nullptr;  // in a register: through quad_values, each key waited on the last's store
@@ -591,7 +612,7 @@ HYMBA_VNNI_ATTR void AttendHeadsQ8(const float* queries, const int8_t* const* ke
 
 template <typename T>
 void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, const T* const* value_rows, size_t count,
-                size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
+                size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats, NextKeys<T> next) {
   for (size_t first = 0; first < heads; first += kMaxHeads) {
     const float* q = queries + first * dqk;
     float* o = out + first * dv;
@@ -600,9 +621,9 @@ void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, co
 #define HYMBA_ATTEND_CASE(n) \
   case n:                                                                             \
     if constexpr (std::is_same_v<T, int8_t>) {                                        \
-      AttendHeadsQ8<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s); \
+      AttendHeadsQ8<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s, next); \
     } else {                                                                          \
-      AttendHeads<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s);   \
+      AttendHeads<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s, next);   \
     }                                                                                 \
     break;
       HYMBA_ATTEND_CASE(1) HYMBA_ATTEND_CASE(2) HYMBA_ATTEND_CASE(3) HYMBA_ATTEND_CASE(4)
@@ -613,19 +634,21 @@ void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, co
 }
 
 void AttendF32(const float* queries, size_t heads, const float* const* key_rows, const float* const* value_rows,
-               size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
-  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+               size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats,
+               NextKeys<float> next) {
+  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats, next);
 }
 
 void AttendF16(const float* queries, size_t heads, const hwy::float16_t* const* key_rows,
                const hwy::float16_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale, float* scores,
-               float* out, SoftmaxStats* stats) {
-  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+               float* out, SoftmaxStats* stats, NextKeys<hwy::float16_t> next) {
+  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats, next);
 }
 
 void AttendQ8(const float* queries, size_t heads, const int8_t* const* key_rows, const int8_t* const* value_rows,
-              size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
-  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+              size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats,
+              NextKeys<int8_t> next) {
+  AttendImpl(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats, next);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -640,19 +663,21 @@ HWY_EXPORT(AttendF16);
 HWY_EXPORT(AttendQ8);
 
 void Attend(const float* queries, size_t heads, const float* const* key_rows, const float* const* value_rows,
-            size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
-  HWY_DYNAMIC_DISPATCH(AttendF32)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+            size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats,
+            NextKeys<float> next) {
+  HWY_DYNAMIC_DISPATCH(AttendF32)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats, next);
 }
 
 void Attend(const float* queries, size_t heads, const hwy::float16_t* const* key_rows,
             const hwy::float16_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale, float* scores,
-            float* out, SoftmaxStats* stats) {
-  HWY_DYNAMIC_DISPATCH(AttendF16)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+            float* out, SoftmaxStats* stats, NextKeys<hwy::float16_t> next) {
+  HWY_DYNAMIC_DISPATCH(AttendF16)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats, next);
 }
 
 void Attend(const float* queries, size_t heads, const int8_t* const* key_rows, const int8_t* const* value_rows,
-            size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats) {
-  HWY_DYNAMIC_DISPATCH(AttendQ8)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats);
+            size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out, SoftmaxStats* stats,
+            NextKeys<int8_t> next) {
+  HWY_DYNAMIC_DISPATCH(AttendQ8)(queries, heads, key_rows, value_rows, count, dqk, dv, scale, scores, out, stats, next);
 }
 
 float Q8RowScale(const float* values, size_t n) {

@@ -114,6 +114,15 @@ struct SoftmaxStats {
   float sum;
 };
 
+// The keys that a caller's next call will read (its key_rows and count): the
+// kernel fetches their tiles into L2 while it sums this call's values, whose
+// reads come from L2 by then, so that memory does not idle while it works.
+template <typename T>
+struct NextKeys {
+  const T* const* rows = nullptr;
+  size_t count = 0;
+};
+
 // For each head j < heads: out[j * dv ..] = sum_m softmax_m(scale * q_j . K_m) V_m
 // over the `count` visible positions, where q_j = queries + j * dqk, element i
 // of K_m is key_rows[m][KeyPlaneOffset<T>(i)] and element i of V_m is
@@ -124,17 +133,17 @@ struct SoftmaxStats {
 // weights times their value scales to uint8 steps of their largest / 255
 // (kernels/attention.cc).
 // scores: scratch of heads * count. stats, when given, receives each head's
-// softmax statistics. A score is the same whatever `heads` is and wherever its
-// key sits in a tile, so each head's result is too.
+// softmax statistics. next: see NextKeys. A score is the same whatever
+// `heads` is and wherever its key sits in a tile, so each head's result is too.
 void Attend(const float* queries, size_t heads, const float* const* key_rows, const float* const* value_rows,
             size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out,
-            SoftmaxStats* stats = nullptr);
+            SoftmaxStats* stats = nullptr, NextKeys<float> next = {});
 void Attend(const float* queries, size_t heads, const hwy::float16_t* const* key_rows,
             const hwy::float16_t* const* value_rows, size_t count, size_t dqk, size_t dv, float scale, float* scores,
-            float* out, SoftmaxStats* stats = nullptr);
+            float* out, SoftmaxStats* stats = nullptr, NextKeys<hwy::float16_t> next = {});
 void Attend(const float* queries, size_t heads, const int8_t* const* key_rows, const int8_t* const* value_rows,
             size_t count, size_t dqk, size_t dv, float scale, float* scores, float* out,
-            SoftmaxStats* stats = nullptr);
+            SoftmaxStats* stats = nullptr, NextKeys<int8_t> next = {});
 
 // One head's result over the union of disjoint key ranges, from its result
 // over each range and that range's statistics, in order: part p is

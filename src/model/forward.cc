@@ -422,33 +422,53 @@ void Attention(const Config& c, const LayerWeights& w, std::span<const float> in
           // would otherwise be zero-filled for every layer and token.
           thread_local std::vector<float> score_buffer, part_buffer;
           thread_local std::vector<SoftmaxStats> stats_buffer;
-          thread_local std::vector<const Element*> key_rows, value_rows;
-          float* scores = Take(score_buffer, group * static_cast<size_t>(kKeyRange));
-          for (size_t index = item_begin; index < item_end; ++index) {
-            const Item& item = items[index];
+          // The key and value rows of a range, this call's and the next's:
+          // the kernel fetches the next range's keys while it sums this
+          // one's values (NextKeys).
+          struct RangeRows {
+            std::vector<const Element*> keys, values;
+          };
+          thread_local RangeRows rows[2];
+          auto fill = [&](const Item& item, int64_t r, RangeRows& into) {
             const Visible keys = visible(item.t);
-            const float* query = &queries[(item.t * heads + item.g * group) * dqk];
-            const auto ranges = static_cast<size_t>(item.last_range - item.first_range);
-            float* parts = item.waiting == kWhole ? Take(part_buffer, ranges * part_floats)
-                                                  : &waiting_parts[item.waiting * part_floats];
-            SoftmaxStats* stats = item.waiting == kWhole ? Take(stats_buffer, ranges * group)
-                                                         : &waiting_stats[item.waiting * group];
-            for (int64_t r = item.first_range; r < item.last_range; ++r) {
-              const int64_t begin = r * kKeyRange, end = std::min(keys.count, (r + 1) * kKeyRange);
-              key_rows.resize(static_cast<size_t>(end - begin));
-              value_rows.resize(static_cast<size_t>(end - begin));
-              // The range's positions: meta tokens, then the window, each consecutive.
-              for (int64_t m = begin; m < end;) {
-                const int64_t run_end = m < keys.meta_end ? std::min(end, keys.meta_end) : end;
-                const auto at = static_cast<size_t>(m - begin);
-                source.Rows(keys.Position(m), static_cast<size_t>(run_end - m), item.g, &key_rows[at], &value_rows[at]);
-                m = run_end;
-              }
-              const auto part = static_cast<size_t>(r - item.first_range);
-              Attend(query, group, key_rows.data(), value_rows.data(), key_rows.size(), dqk, dv, scale, scores,
-                     &parts[part * part_floats], &stats[part * group]);
+            const int64_t begin = r * kKeyRange, end = std::min(keys.count, (r + 1) * kKeyRange);
+            into.keys.resize(static_cast<size_t>(end - begin));
+            into.values.resize(static_cast<size_t>(end - begin));
+            // The range's positions: meta tokens, then the window, each consecutive.
+            for (int64_t m = begin; m < end;) {
+              const int64_t run_end = m < keys.meta_end ? std::min(end, keys.meta_end) : end;
+              const auto at = static_cast<size_t>(m - begin);
+              source.Rows(keys.Position(m), static_cast<size_t>(run_end - m), item.g, &into.keys[at], &into.values[at]);
+              m = run_end;
             }
-            if (item.waiting == kWhole) merge(parts, stats, item.last_range, item.t, item.g);
+          };
+          float* scores = Take(score_buffer, group * static_cast<size_t>(kKeyRange));
+          float* parts = nullptr;
+          SoftmaxStats* stats = nullptr;
+          size_t index = item_begin, current = 0;
+          int64_t r = items[index].first_range;
+          fill(items[index], r, rows[current]);
+          while (index < item_end) {  // every range of the claimed items, in order
+            const Item& item = items[index];
+            if (r == item.first_range) {
+              const auto ranges = static_cast<size_t>(item.last_range - item.first_range);
+              parts = item.waiting == kWhole ? Take(part_buffer, ranges * part_floats)
+                                             : &waiting_parts[item.waiting * part_floats];
+              stats = item.waiting == kWhole ? Take(stats_buffer, ranges * group) : &waiting_stats[item.waiting * group];
+            }
+            size_t next_index = index;
+            int64_t next_r = r + 1;
+            if (next_r == item.last_range && ++next_index < item_end) next_r = items[next_index].first_range;
+            const RangeRows& now = rows[current];
+            RangeRows& next = rows[1 - current];
+            if (next_index < item_end) fill(items[next_index], next_r, next);
+            const NextKeys<Element> next_keys = next_index < item_end ? NextKeys<Element>{next.keys.data(), next.keys.size()}
+                                                                      : NextKeys<Element>{};
+            const auto part = static_cast<size_t>(r - item.first_range);
+            Attend(&queries[(item.t * heads + item.g * group) * dqk], group, now.keys.data(), now.values.data(),
+                   now.keys.size(), dqk, dv, scale, scores, &parts[part * part_floats], &stats[part * group], next_keys);
+            if (r + 1 == item.last_range && item.waiting == kWhole) merge(parts, stats, item.last_range, item.t, item.g);
+            index = next_index, r = next_r, current = 1 - current;
           }
         },
         1);

@@ -175,8 +175,15 @@ TEST(Attend, RangesMergeIntoTheWholeList) {
     std::vector<SoftmaxStats> stats(parts * heads);
     for (size_t p = 0; p < parts; ++p) {
       const size_t first = p * range, size = std::min(count, first + range) - first;
+      // The next range's keys to fetch, as a decode step passes them: they
+      // change no bit of this range's result.
+      const size_t next_size = std::min(count, first + size + range) - first - size;
       Attend(queries.data(), heads, &key_rows[first], &value_rows[first], size, dqk, dv, 0.125f, scores.data(),
-             &part_out[p * heads * dv], &stats[p * heads]);
+             &part_out[p * heads * dv], &stats[p * heads], {&key_rows[first + size], next_size});
+      std::vector<float> alone(heads * dv);
+      Attend(queries.data(), heads, &key_rows[first], &value_rows[first], size, dqk, dv, 0.125f, scores.data(),
+             alone.data());
+      ASSERT_TRUE(std::equal(alone.begin(), alone.end(), &part_out[p * heads * dv])) << "range " << range << " part " << p;
     }
     for (size_t j = 0; j < heads; ++j) {
       std::vector<float> merged(dv);
@@ -379,7 +386,8 @@ double Q8ProductBound(const float* query, const std::vector<const float*>& key_r
 
 // q8 keys and values (tiles, with both scales in the key's planes) give the
 // double loop over the values they stand for, on every target, tails
-// included, and the same bits wherever a key sits in its tile.
+// included, and the same bits wherever a key sits in its tile and whatever
+// keys it is asked to fetch for a next call.
 TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
   test::ForEachSimdTarget([&](int64_t) {
     for (size_t heads : {1, 5, 8}) {
@@ -423,8 +431,11 @@ TEST(Attend, Q8KeysAndValuesMatchDoubleLoopOnEveryTarget) {
               std::mt19937 query_rng(heads * 1000 + dqk);
               for (float& v : queries) v = 2.0f * std::normal_distribution<float>(0.0f, 1.0f)(query_rng);
               std::vector<float> scores(heads * count), out(heads * dv);
+              // After the first placement, with keys to fetch for a next call
+              // (its own), which must change nothing.
+              const NextKeys<int8_t> next = first_out.empty() ? NextKeys<int8_t>{} : NextKeys<int8_t>{key_rows.data(), count};
               Attend(queries.data(), heads, key_rows.data(), value_rows.data(), count, dqk, dv, 0.3f, scores.data(),
-                     out.data());
+                     out.data(), nullptr, next);
               const std::vector<double> expected =
                   DoubleLoopAttention(queries, heads, decoded_key_rows, decoded_value_rows, dqk, dv, 0.3);
               for (size_t j = 0; j < heads; ++j) {
