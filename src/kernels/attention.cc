@@ -337,7 +337,8 @@ HYMBA_VNNI_ATTR HWY_INLINE hn::Vec<DI> MulAddPairs(DI di, const int8_t* bytes, c
     // of accumulators to another register and back around every step.
     const __m512i words = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes)));
     __m512i sum = acc.raw;
-    asm("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(sum) : "v"(words), "m"(*reinterpret_cast<const int32_t*>(pair)));
+    using PairBits = int32_t __attribute__((may_alias));  // the two int16 as the 32 bits the broadcast reads
+    asm("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(sum) : "v"(words), "m"(*reinterpret_cast<const PairBits*>(pair)));
     return hn::Vec<DI>{sum};
   }
 #endif
