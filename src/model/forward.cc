@@ -109,8 +109,8 @@ void KvCacheOf<T>::Rows(int64_t first, size_t count, size_t kv_head, const T** k
     }
     // The rest of the slot's tile at once, up to the ring's wrap and the
     // scratch: a decode step at depth asks for every visible position of
-    // every K/V head, and the indices of each slot cost about as much as the
-    // kernel's reading it.
+    // every K/V head, and each slot's own indices cost about a fifth as much
+    // as the kernel's reading it.
     const size_t slot = Slot(position), lane = slot % kKeyTile;
     size_t run = std::min({count - n, kKeyTile - lane, static_cast<size_t>(committed_ - position)});
     if (ring_ > 0) run = std::min(run, static_cast<size_t>(meta_ + ring_) - slot);
