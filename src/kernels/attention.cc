@@ -195,7 +195,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
   // pass streams. The partial sums wait in `out`, exactly.
   std::fill(out, out + heads * dv, 0.0f);
   const size_t width = ValueSliceWidth(dv);
-  NextKeyFetcher<T> fetcher(next, dqk, (count + kKeyTile - 1) / kKeyTile * (dv / width));  // a share per slice of a run
+  NextKeyFetcher<T> fetcher(next, KeyPlanes<T>(dqk), (count + kKeyTile - 1) / kKeyTile * (dv / width));  // a share per slice of a run
   for (size_t k0 = 0, k1 = 0; k0 < count; k0 = k1) {
     for (k1 = k0 + 1; k1 < count && k1 - k0 < kKeyTile && value_rows[k1] == value_rows[k0] + (k1 - k0) * width;) ++k1;
     for (size_t slice = 0; slice < dv; slice += width) {
@@ -629,13 +629,14 @@ void AttendImpl(const float* queries, size_t heads, const T* const* key_rows, co
     const float* q = queries + first * dqk;
     float* o = out + first * dv;
     SoftmaxStats* s = stats == nullptr ? nullptr : stats + first;
+    const NextKeys<T> pass_next = first == 0 ? next : NextKeys<T>{};  // fetched by the first pass alone
     switch (std::min(kMaxHeads, heads - first)) {
 #define HYMBA_ATTEND_CASE(n) \
   case n:                                                                             \
     if constexpr (std::is_same_v<T, int8_t>) {                                        \
-      AttendHeadsQ8<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s, next); \
+      AttendHeadsQ8<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s, pass_next); \
     } else {                                                                          \
-      AttendHeads<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s, next);   \
+      AttendHeads<n>(q, key_rows, value_rows, count, dqk, dv, scale, scores, o, s, pass_next);   \
     }                                                                                 \
     break;
       HYMBA_ATTEND_CASE(1) HYMBA_ATTEND_CASE(2) HYMBA_ATTEND_CASE(3) HYMBA_ATTEND_CASE(4)
