@@ -133,6 +133,21 @@ HWY_INLINE void ExpScores(DK dk, const hn::Vec<DK>* max_vector, size_t count, fl
   }
 }
 
+// acc + v * weight in every lane. With 16 lanes written out so that the
+// weight comes broadcast from memory inside the multiply-add: GCC loads it
+// with a vbroadcastss of its own, which costs Zen 4 an FP slot per weight.
+template <class D>
+HWY_INLINE hn::Vec<D> MulAddWeight(D d, const float* weight, hn::Vec<D> v, hn::Vec<D> acc) {
+#if HWY_TARGET <= HWY_AVX3 && HWY_ARCH_X86_64 && HWY_COMPILER_GCC
+  if constexpr (hn::MaxLanes(d) == 16) {
+    __m512 sum = acc.raw;
+    asm("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(sum) : "v"(v.raw), "m"(*weight));
+    return hn::Vec<D>{sum};
+  }
+#endif
+  return hn::MulAdd(hn::Set(d, *weight), v, acc);
+}
+
 // kHeads heads sharing one K/V head stored as f32 or f16; a compile-time
 // count keeps the accumulators in registers.
 template <size_t kHeads, typename T>
@@ -222,9 +237,8 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
           const V v0 = LoadF32(d, v), v1 = LoadF32(d, v + lanes);
 #pragma GCC unroll 8
           for (size_t j = 0; j < heads; ++j) {
-            const V w = hn::Set(d, scores[j * count + k]);
-            a0[j] = hn::MulAdd(w, v0, a0[j]);
-            a1[j] = hn::MulAdd(w, v1, a1[j]);
+            a0[j] = MulAddWeight(d, &scores[j * count + k], v0, a0[j]);
+            a1[j] = MulAddWeight(d, &scores[j * count + k], v1, a1[j]);
           }
         }
         for (size_t j = 0; j < heads; ++j) {
