@@ -46,6 +46,9 @@ struct BenchResult {
   double achieved = 0;
   double engine_rate = 0;          // GB/s of weights read (tg) or GFLOP/s of matrix products (pp)
   double yardstick_rate = 0;       // read bandwidth GB/s (tg: read before each repetition, averaged) or sgemm GFLOP/s (pp)
+  // tg: the K/V bytes a step reads beside the weights, averaged over the
+  // test's steps (CacheLayout::DecodeReadBytes); outside the yardstick.
+  int64_t kv_read_bytes_per_token = 0;
 };
 
 struct BenchReport {

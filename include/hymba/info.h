@@ -35,6 +35,11 @@ struct CacheLayout {
 
   // Whole cache after `text_tokens` tokens, with or without the meta tokens' K/V.
   int64_t BytesAt(const Config& config, int64_t text_tokens, bool count_meta) const;
+  // K/V that the decode step of the token after `text_tokens` tokens reads:
+  // every layer, consumers included, reads the positions it sees (the meta
+  // tokens and its window, or everything in a global layer) from its owner's
+  // cache. Beside the weights, what a step at depth streams from memory.
+  int64_t DecodeReadBytes(const Config& config, int64_t text_tokens) const;
 };
 
 struct ModelReport {

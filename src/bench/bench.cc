@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "hymba/error.h"
+#include "hymba/info.h"
 #include "hymba/model.h"
 #include "kernels/sum.h"
 
@@ -171,6 +172,7 @@ BenchReport RunBench(const BenchOptions& options) {
     report.bytes_per_token = storage.bytes;  // every matrix once, the embedding as the head
     report.weight_type = model.type_label();
     const std::vector<MatrixShape> shapes = LayerMatrixShapes(c);
+    const CacheLayout cache = DescribeModel(c, false, model.numerics().cache).engine;
     report.matmul_flops_per_token = 0;
     for (const MatrixShape& s : shapes) report.matmul_flops_per_token += 2 * s.rows * s.cols * s.count;
 
@@ -198,6 +200,10 @@ BenchReport RunBench(const BenchOptions& options) {
         r.test = (prompt ? "pp" : "tg") + std::to_string(tokens) + (streams > 1 ? " x" + std::to_string(streams) : "") +
                  (depth > 0 ? " @ d" + std::to_string(depth) : "");
         r.threads = threads, r.tokens = tokens, r.depth = depth, r.streams = streams, r.prompt = prompt;
+        if (!prompt) {
+          for (int t = 0; t < tokens; ++t) r.kv_read_bytes_per_token += cache.DecodeReadBytes(c, depth + t);
+          r.kv_read_bytes_per_token /= tokens;
+        }
       }
       std::vector<double> bandwidths;
       for (int rep = 0; rep < options.repetitions + 1; ++rep) {  // the first run warms up

@@ -50,6 +50,16 @@ int64_t CacheLayout::BytesAt(const Config& c, int64_t text_tokens, bool count_me
   return bytes;
 }
 
+int64_t CacheLayout::DecodeReadBytes(const Config& c, int64_t text_tokens) const {
+  const int64_t seen = c.num_memory_tokens + text_tokens + 1;  // the step's own token included
+  int64_t positions = 0;
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const bool windowed = c.HasSlidingWindow() && !c.layers[layer].global_attention;
+    positions += windowed ? std::min(seen, c.num_memory_tokens + window_entries) : seen;
+  }
+  return positions * kv_bytes_per_token_per_owner;
+}
+
 ModelReport DescribeModel(const Config& c, bool separate_lm_head, CacheType cache) {
   ModelReport report;
   const int64_t layers = c.num_hidden_layers;

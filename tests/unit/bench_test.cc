@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "hymba/bench.h"
+#include "hymba/config.h"
+#include "hymba/info.h"
 #include "test_util.h"
 
 namespace hymba {
@@ -33,6 +35,16 @@ TEST(Bench, JsonHasEveryTestWithItsYardstick) {
     EXPECT_NEAR(r["of_yardstick"].get<double>(), r["avg_ts"].get<double>() / r["yardstick_ts"].get<double>(), 1e-9);
     const bool prompt = r["test"].get<std::string>().starts_with("pp");
     EXPECT_TRUE(r.contains(prompt ? "sgemm_gflops" : "read_bandwidth_gbps")) << r.dump();
+    // tg: the K/V its 4 steps read on average, from the cache's accounting.
+    int64_t kv_read = 0;
+    if (!prompt) {
+      const Config config = LoadConfig(std::filesystem::path(kFixture) / "config.json");
+      const CacheLayout cache = DescribeModel(config, false).engine;
+      for (int t = 0; t < 4; ++t) kv_read += cache.DecodeReadBytes(config, r["depth"].get<int>() + t);
+      kv_read /= 4;
+      EXPECT_GT(kv_read, 0);
+    }
+    EXPECT_EQ(r["kv_read_bytes_per_token"].get<int64_t>(), kv_read) << r.dump();
   }
   EXPECT_EQ(tests[0], "pp8");
   EXPECT_EQ(tests[2], "tg4");
@@ -48,6 +60,8 @@ TEST(Bench, MarkdownTable) {
   EXPECT_NE(result.out.find("| tg2 |"), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("sgemm"), std::string::npos);
   EXPECT_NE(result.out.find("GB/s"), std::string::npos);
+  EXPECT_NE(result.out.find("K/V a tg step also reads (the cache, outside the yardstick): tg2 "), std::string::npos)
+      << result.out;
 }
 
 TEST(Bench, BadFlags) {

@@ -64,6 +64,26 @@ TEST(Info, EngineLayoutKeepsWindowPlusOneKeysInF32) {
   EXPECT_EQ(engine.conv_state_bytes, 32 * 3'200 * 3 * 4);
 }
 
+// Every layer reads the positions it sees from its owner's cache: a global
+// layer all of them, a sliding-window layer the meta tokens and its newest
+// window + 1 (E3; the official decode one fewer). Consumers read again what
+// their owner read.
+TEST(Info, DecodeStepReadsWhatEachLayerSees) {
+  const Config& c = RealConfig();
+  const CacheLayout& engine = DescribeModel(c, false).engine;
+  EXPECT_EQ(engine.DecodeReadBytes(c, 0), 32 * 129 * 3'840);
+  EXPECT_EQ(engine.DecodeReadBytes(c, 1'024), 32 * 1'153 * 3'840);  // the windows just full
+  EXPECT_EQ(engine.DecodeReadBytes(c, 1'025), (3 * 1'154 + 29 * 1'153) * 3'840);
+  EXPECT_EQ(engine.DecodeReadBytes(c, 4'095), 46'109 * 3'840);  // 177 MB: the README's step at depth 4096
+  const CacheLayout& hf = DescribeModel(c, false).official;
+  EXPECT_EQ(hf.DecodeReadBytes(c, 4'095), (3 * 4'224 + 29 * 1'152) * 1'920);
+  EXPECT_EQ(DescribeModel(c, false, CacheType::kQ8).engine.DecodeReadBytes(c, 4'095), 46'109 * (960 + 40));
+
+  Config global_only = c;
+  global_only.sliding_window = -1;
+  EXPECT_EQ(DescribeModel(global_only, false).engine.DecodeReadBytes(global_only, 4'095), 32 * 4'224 * 3'840);
+}
+
 TEST(Info, F16CacheHalvesOnlyTheKeysAndValues) {
   const Config& c = RealConfig();
   const CacheLayout& f32 = DescribeModel(c, false).engine;

@@ -49,7 +49,8 @@ json LayoutJson(const Config& c, const CacheLayout& layout) {
   for (int64_t tokens : kContextPoints) {
     sizes.push_back({{"text_tokens", tokens},
                      {"bytes_with_meta_kv", layout.BytesAt(c, tokens, true)},
-                     {"bytes_without_meta_kv", layout.BytesAt(c, tokens, false)}});
+                     {"bytes_without_meta_kv", layout.BytesAt(c, tokens, false)},
+                     {"decode_step_kv_read_bytes", layout.DecodeReadBytes(c, tokens)}});
   }
   return {{"name", layout.name},
           {"kv_bytes_per_value", layout.kv_bytes_per_value},
@@ -124,16 +125,19 @@ void PrintText(const std::filesystem::path& dir, const Config& c, const ModelRep
 
   std::printf("\nLlama-3.2-3B-shaped cache (28 layers, 8 KV heads of dim 128, bf16): %s bytes per token\n",
               Thousands(report.llama32_3b_bytes_per_token).c_str());
-  std::printf("\n| text tokens | HF bf16 (with meta K/V) | HF bf16 (without) | %s | Llama-3.2-3B | ratio (with / without meta) |\n",
-              engine.name.c_str());
-  std::printf("|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("\n| text tokens | HF bf16 (with meta K/V) | HF bf16 (without) | %s | Llama-3.2-3B | ratio (with / without meta) "
+              "| K/V the next decode step reads, %s |\n",
+              engine.name.c_str(), engine.name.c_str());
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int64_t tokens : kContextPoints) {
     const int64_t with_meta = hf.BytesAt(c, tokens, true), without_meta = hf.BytesAt(c, tokens, false);
     const int64_t llama = report.llama32_3b_bytes_per_token * tokens;
-    std::printf("| %s | %s | %s | %s | %s | %.2fx / %.2fx |\n", Thousands(tokens).c_str(), Megabytes(with_meta).c_str(),
-                Megabytes(without_meta).c_str(), Megabytes(engine.BytesAt(c, tokens, true)).c_str(),
-                Megabytes(llama).c_str(), static_cast<double>(llama) / static_cast<double>(with_meta),
-                static_cast<double>(llama) / static_cast<double>(without_meta));
+    std::printf("| %s | %s | %s | %s | %s | %.2fx / %.2fx | %s |\n", Thousands(tokens).c_str(),
+                Megabytes(with_meta).c_str(), Megabytes(without_meta).c_str(),
+                Megabytes(engine.BytesAt(c, tokens, true)).c_str(), Megabytes(llama).c_str(),
+                static_cast<double>(llama) / static_cast<double>(with_meta),
+                static_cast<double>(llama) / static_cast<double>(without_meta),
+                Megabytes(engine.DecodeReadBytes(c, tokens)).c_str());
   }
 }
 
