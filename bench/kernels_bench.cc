@@ -204,8 +204,8 @@ Element ToElement(float value) {
 // of the argument's layers: 1 layer's cache (4.4 MB in f32, 2.2 in f16, 1.2
 // in q8) stays in the caches, L3 beyond the 1 MB L2 of a Zen 4 core, so the
 // kernel's arithmetic shows; 64 layers' come from memory as they do at
-// depth; one thread. bytes/s counts the K/V read. Cache type f32, f16 or q8 (int8, with
-// both scales in the key's tile).
+// depth; one thread. bytes/s counts the K/V read. Cache type f32, f16 or q8
+// (int8, with both scales in the key's tile).
 template <typename Element>
 void BM_AttendDecode(benchmark::State& state) {
   const size_t dqk = 64, dv = 128, kv_heads = 5, group = 5, keys = 1153, range = 256;

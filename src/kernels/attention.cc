@@ -249,7 +249,7 @@ void AttendHeads(const float* queries, const T* const* key_rows, const T* const*
         for (size_t j = 0; j < heads; ++j) {
           V acc = hn::LoadU(d, slice_out + j * dv + i);
           for (size_t k = k0; k < k1; ++k) {
-            acc = hn::MulAdd(hn::Set(d, scores[j * count + k]), LoadF32(d, value_rows[k] + at + i), acc);
+            acc = MulAddWeight(d, &scores[j * count + k], LoadF32(d, value_rows[k] + at + i), acc);
           }
           hn::StoreU(acc, d, slice_out + j * dv + i);
         }
