@@ -26,6 +26,8 @@ TEST(Bench, JsonHasEveryTestWithItsYardstick) {
   EXPECT_GT(report["matmul_flops_per_token"].get<double>(), 0);
   const auto& results = report["results"];
   ASSERT_EQ(results.size(), 2u * 2u * 3u);  // threads x depths x (pp8, pp16, tg4)
+  const Config config = LoadConfig(std::filesystem::path(kFixture) / "config.json");
+  const CacheLayout cache = DescribeModel(config, false).engine;
   std::vector<std::string> tests;
   for (const auto& r : results) {
     tests.push_back(r["test"]);
@@ -38,8 +40,6 @@ TEST(Bench, JsonHasEveryTestWithItsYardstick) {
     // tg: the K/V its 4 steps read on average, from the cache's accounting.
     int64_t kv_read = 0;
     if (!prompt) {
-      const Config config = LoadConfig(std::filesystem::path(kFixture) / "config.json");
-      const CacheLayout cache = DescribeModel(config, false).engine;
       for (int t = 0; t < 4; ++t) kv_read += cache.DecodeReadBytes(config, r["depth"].get<int>() + t);
       kv_read /= 4;
       EXPECT_GT(kv_read, 0);
